@@ -1,0 +1,416 @@
+"""The ``s3seg`` command line: argv -> ``commands`` -> printed summary and exit code.
+
+Owns: argument parsing, logging handlers (the log file, stderr), tqdm progress bars, the human and ``--json``
+summaries, and mapping errors to exit codes (the only place that calls ``sys.exit``).
+
+The original tool's invocation ``s3seg -c config.xml [-d DATETIME] [-v]`` (no sub-command) still works and
+means ``s3seg run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, NoReturn, TextIO
+
+from tqdm import tqdm
+
+from s3seg import __version__, commands
+from s3seg import config as config_mod
+from s3seg.errors import ExitCode, S3SegError, UsageError
+from s3seg.journal import APPLY_DONE, ROLLBACK_DONE
+from s3seg.naming import parse_datetime_arg
+from s3seg.planner import PlanReport
+
+log = logging.getLogger("s3seg")
+
+COMMANDS = ("plan", "apply", "rollback", "status", "run")
+
+
+# -- parser ---------------------------------------------------------------------------------------------------
+def _target_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where S3 is")
+    g.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, Ceph, SeaweedFS, a local test server)")
+    g.add_argument("--region", help="AWS region")
+    g.add_argument("--profile", help="AWS profile from ~/.aws/config")
+
+
+def _common_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", help="detailed log (to the log file and stderr)")
+    p.add_argument("--log-file", help="write the log here instead of the config's log_file")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+
+
+def _exec_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("execution")
+    g.add_argument("--journal", help="journal path (default: MANIFEST.journal)")
+    g.add_argument("--processes", type=int, help="worker processes (default: config 'processes'; 0 = no pool)")
+    g.add_argument("--threads", type=int, help="threads per worker process (default: config 'n_workers')")
+    g.add_argument("--batch-size", type=int, help="moves per batch sent to a worker (default 500, max 1000)")
+    g.add_argument(
+        "--conditional-writes",
+        choices=("auto", "server", "client"),
+        help="trust the store's conditional headers (server), check with HEAD (client), or probe (auto)",
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+
+def _plan_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", required=True, help="XML config file")
+    p.add_argument(
+        "-d",
+        "--datetime",
+        help="date for files when there is no match_pattern: ISO 8601 or the config's datetime_format",
+    )
+    p.add_argument("--recursive", action="store_true", help="also plan keys in sub-folders of s3_dir")
+    p.add_argument("--all", action="store_true", help="lift the n_loops cap: plan every listed object")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="s3seg",
+        description="Move S3 objects into date-named prefixes: plan, review, apply, roll back. "
+        "Run `s3seg COMMAND -h` for a command's flags. `s3seg -c CONFIG` alone means `s3seg run -c CONFIG`.",
+    )
+    parser.add_argument("--version", action="version", version=f"s3seg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    for name, func in (
+        ("plan", commands.plan),
+        ("apply", commands.apply),
+        ("rollback", commands.rollback),
+        ("status", commands.status),
+        ("run", commands.run),
+    ):
+        doc = (func.__doc__ or "").strip().splitlines()[0].replace("``", "")
+        p = sub.add_parser(name, help=doc, description=doc)
+        if name in ("plan", "run"):
+            _plan_flags(p)
+        if name == "plan":
+            p.add_argument("-o", "--output", help="manifest path (default: s3seg-<time>.jsonl in state_dir)")
+        if name in ("apply", "rollback", "status"):
+            p.add_argument("manifest", help="manifest written by `s3seg plan`")
+        if name in ("apply", "rollback", "run"):
+            _exec_flags(p)
+        if name in ("apply", "rollback"):
+            p.add_argument("--dry-run", action="store_true", help="print what would be done; send nothing to S3")
+        if name == "status":
+            p.add_argument("--journal", help="journal path (default: MANIFEST.journal)")
+            p.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
+        else:
+            _common_flags(p)
+            _target_flags(p)
+    return parser
+
+
+def _normalise_argv(argv: list[str]) -> list[str]:
+    """The original tool had no sub-commands: ``-c config.xml`` alone means ``run``."""
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
+        return ["run", *argv]
+    return argv
+
+
+# -- logging / progress ----------------------------------------------------------------------------------------
+def setup_logging(log_file: str | None, verbose: bool) -> None:
+    root = logging.getLogger("s3seg")
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    if log_file:
+        fh = logging.FileHandler(os.path.expanduser(log_file), encoding="utf-8")
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    sh = logging.StreamHandler(sys.stderr)
+    sh.setLevel(logging.INFO if verbose else logging.WARNING)
+    sh.setFormatter(logging.Formatter("s3seg: %(levelname)s: %(message)s"))
+    root.addHandler(sh)
+
+
+class Progress:
+    """A tqdm bar on a terminal (objects, objects/s, ETA); nothing otherwise."""
+
+    def __init__(self, enabled: bool, desc: str) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.desc = desc
+        self.bar: tqdm[Any] | None = None
+
+    def start(self, total: int) -> None:
+        if self.enabled and total:
+            self.bar = tqdm(total=total, desc=self.desc, unit="obj", dynamic_ncols=True, smoothing=0.1)
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# -- output -----------------------------------------------------------------------------------------------------
+def _print(out: TextIO, text: str = "") -> None:
+    out.write(text + "\n")
+
+
+def plan_summary(report: PlanReport, top: int = 15) -> dict[str, Any]:
+    return {
+        "manifest": report.manifest_path,
+        "sha256": report.sha256,
+        "listed": report.listed,
+        "planned": report.planned,
+        "to_error_dir": report.to_error,
+        "skipped": dict(report.skipped),
+        "reasons": dict(report.reasons),
+        "pages": report.pages,
+        "cap_hit": report.cap_hit,
+        "folders": len(report.folders),
+        "top_folders": dict(report.folders.most_common(top)),
+        "elapsed_s": round(report.elapsed, 3),
+    }
+
+
+def print_plan(report: PlanReport, out: TextIO) -> None:
+    s = plan_summary(report)
+    _print(out, f"manifest: {report.manifest_path}")
+    _print(out, f"listed {report.listed} objects in {report.pages} pages ({report.elapsed:.1f}s)")
+    _print(out, f"planned {report.planned} moves, {report.to_error} of them to the error dir")
+    if report.skipped:
+        _print(out, "skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items())))
+    if report.cap_hit:
+        _print(out, "NOTE: n_loops cap reached: more objects remain. Apply, then plan again, or use --all.")
+    if report.folders:
+        _print(out, f"destination folders: {len(report.folders)} (top {len(s['top_folders'])}):")
+        width = max(len(str(n)) for n in s["top_folders"].values())
+        for folder, n in s["top_folders"].items():
+            _print(out, f"  {n:>{width}}  {folder}")
+        _print(out, f"  {report.planned:>{width}}  total")
+    if report.planned:
+        _print(out, f"review it, then: s3seg apply {report.manifest_path}")
+
+
+def exec_summary(result: commands.ExecResult) -> dict[str, Any]:
+    r = result.report
+    rate = r.finished / r.elapsed if r.elapsed > 0 else 0.0
+    return {
+        "command": result.direction,
+        "manifest": result.manifest,
+        "journal": result.journal,
+        "entries": result.entries,
+        "todo": result.todo,
+        "this_run": {s.label: n for s, n in sorted(r.counts.items())},
+        "finished": r.finished,
+        "elapsed_s": round(r.elapsed, 3),
+        "objects_per_s": round(rate, 1),
+        "interrupted": r.interrupted,
+        "aborted": r.aborted,
+        "conditional_checks": result.mode,
+        "journal_totals": result.totals,
+        "failures": [{"id": i, "status": s, "detail": d} for i, s, d in r.failures],
+    }
+
+
+def print_exec(result: commands.ExecResult, out: TextIO) -> None:
+    s = exec_summary(result)
+    r = result.report
+    verb = "apply" if result.direction == "apply" else "rollback"
+    if result.dry_run_lines:
+        for line in result.dry_run_lines:
+            _print(out, line)
+        _print(out, f"dry run: {len(result.dry_run_lines)} of {result.entries} moves would be attempted")
+        return
+    if not result.todo:
+        _print(out, f"{verb}: nothing to do ({result.entries} moves in the manifest)")
+        return
+    _print(out, f"{verb}: {r.finished} of {result.todo} finished in {r.elapsed:.1f}s ({s['objects_per_s']} obj/s)")
+    for label, n in s["this_run"].items():
+        _print(out, f"  {label:<28} {n}")
+    for f in s["failures"][:10]:
+        _print(out, f"  ! move {f['id']}: {f['status']}: {f['detail']}")
+    if r.aborted:
+        _print(out, f"stopped early: {r.aborted}")
+    elif r.interrupted:
+        _print(out, f"interrupted: re-run `s3seg {verb} {result.manifest}` to resume")
+
+
+def exec_exit_code(result: commands.ExecResult) -> ExitCode:
+    r = result.report
+    if r.interrupted:
+        return ExitCode.INTERRUPTED
+    if result.dry_run_lines or not result.todo:
+        return ExitCode.OK
+    good = APPLY_DONE if result.direction == "apply" else ROLLBACK_DONE
+    if r.aborted or any(s not in good for s in r.counts) or r.finished < result.todo:
+        return ExitCode.ITEMS_FAILED
+    return ExitCode.OK
+
+
+# -- main ---------------------------------------------------------------------------------------------------------
+def _target(args: argparse.Namespace) -> commands.Target:
+    return commands.Target(endpoint_url=args.endpoint_url, region=args.region, profile=args.profile)
+
+
+def _exec_opts(args: argparse.Namespace) -> commands.ExecOptions:
+    if args.batch_size is not None and not 1 <= args.batch_size <= 1000:
+        raise UsageError("--batch-size must be between 1 and 1000")
+    if args.processes is not None and args.processes < 0:
+        raise UsageError("--processes must be 0 or more")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be 1 or more")
+    return commands.ExecOptions(
+        journal=args.journal,
+        processes=args.processes,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        conditional_writes=args.conditional_writes,
+        dry_run=getattr(args, "dry_run", False),
+        log_level=logging.DEBUG if args.verbose else logging.INFO,
+    )
+
+
+def _load_settings(args: argparse.Namespace) -> config_mod.Settings:
+    settings = config_mod.load(args.config)
+    if args.recursive and not settings.recursive:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, recursive=True)
+    return settings
+
+
+def _override(args: argparse.Namespace, settings: config_mod.Settings) -> datetime | None:
+    if not args.datetime:
+        return None
+    try:
+        return parse_datetime_arg(args.datetime, settings.datetime_format)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _manifest_log_file(path: str) -> str | None:
+    """The log_file recorded in a manifest's config (apply/rollback log where plan did)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = json.loads(f.readline())
+        value = header.get("config", {}).get("log_file")
+        return str(value) if value else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> ExitCode:
+    cmd = args.command
+    if cmd == "status":
+        st = commands.status(args.manifest, args.journal)
+        data = {
+            "manifest": st.manifest,
+            "journal": st.journal if st.journal_exists else None,
+            "entries": st.entries,
+            "counts": st.counts,
+            "remaining": st.remaining,
+            "recent_errors": [{"id": i, "error": e} for i, e in st.recent_errors],
+        }
+        if args.json:
+            _print(out, json.dumps(data, indent=2))
+        else:
+            _print(out, f"manifest: {st.manifest} ({st.entries} moves)")
+            _print(out, f"journal:  {st.journal if st.journal_exists else '(none yet: nothing applied)'}")
+            for label, n in st.counts.items():
+                _print(out, f"  {label:<28} {n}")
+            _print(out, f"remaining for apply: {st.remaining}")
+            for i, e in st.recent_errors:
+                _print(out, f"  ! move {i}: {e}")
+        return ExitCode.OK
+
+    now = datetime.now()
+    if cmd in ("plan", "run"):
+        settings = _load_settings(args)  # exits 2 before any S3 client exists if the config is bad
+        override = _override(args, settings)
+        setup_logging(args.log_file or settings.log_file, args.verbose)
+        target = _target(args)
+        if cmd == "plan":
+            output = args.output or commands.default_manifest_path(settings, now)
+            report = commands.plan(settings, output, now=now, override=override, unlimited=args.all, target=target)
+            log.info("plan: %s", json.dumps(plan_summary(report)))
+            if args.json:
+                _print(out, json.dumps(plan_summary(report), indent=2))
+            else:
+                print_plan(report, out)
+            return ExitCode.OK
+        progress = Progress(not args.no_progress, "run")
+        try:
+            report, result = commands.run(
+                settings, now=now, override=override, unlimited=args.all, opts=_exec_opts(args),
+                target=target, on_start=progress.start, on_progress=progress.advance,
+            )  # fmt: skip
+        finally:
+            progress.close()
+        _log_exec(result)
+        if args.json:
+            _print(out, json.dumps({"plan": plan_summary(report), "apply": exec_summary(result)}, indent=2))
+        else:
+            print_plan(report, out)
+            print_exec(result, out)
+        return exec_exit_code(result)
+
+    # apply / rollback
+    setup_logging(args.log_file or _manifest_log_file(args.manifest), args.verbose)
+    progress = Progress(not args.no_progress and not args.dry_run, cmd)
+    verb: Callable[..., commands.ExecResult] = commands.apply if cmd == "apply" else commands.rollback
+    try:
+        result = verb(args.manifest, _exec_opts(args), _target(args), on_start=progress.start, on_progress=progress.advance)
+    finally:
+        progress.close()
+    _log_exec(result)
+    if args.json:
+        _print(out, json.dumps(exec_summary(result), indent=2))
+    else:
+        print_exec(result, out)
+    return exec_exit_code(result)
+
+
+def _log_exec(result: commands.ExecResult) -> None:
+    if not result.dry_run_lines:
+        log.info("%s summary: %s", result.direction, json.dumps(exec_summary(result)))
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> NoReturn:
+    """Entry point of the ``s3seg`` console script."""
+    sys.exit(run_cli(argv, out))
+
+
+def run_cli(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Parse ``argv``, run the command, return the exit code (``main`` without ``sys.exit``, for tests)."""
+    out = out or sys.stdout
+    parser = build_parser()
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(_normalise_argv(raw))
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    if not args.command:
+        parser.print_usage(sys.stderr)
+        return ExitCode.USAGE
+    # SIGTERM (cron timeouts, systemd) stops as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return int(_run(args, out))
+    except S3SegError as exc:
+        sys.stderr.write(f"s3seg: error: {exc}\n")
+        logging.getLogger("s3seg").debug("error detail", exc_info=True)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("s3seg: interrupted; re-run the same command to resume\n")
+        return int(ExitCode.INTERRUPTED)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+

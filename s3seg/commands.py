@@ -1,0 +1,329 @@
+"""The Python API: one function per verb (plan, apply, rollback, status, run). The CLI is derived from these.
+
+Each verb validates everything it can before any S3 client exists (config, manifest, journal, lock), so bad
+input fails with a clear error and no S3 request.
+
+Must not: print, parse argv, or call ``sys.exit`` (``cli`` owns user output and exit codes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from s3seg.config import Settings
+from s3seg.errors import ManifestError, UsageError
+from s3seg.executor import APPLY, ROLLBACK, Backend, InlineBackend, ProcessBackend, RunReport, execute
+from s3seg.journal import (
+    APPLY_DONE,
+    APPLY_TOUCHED,
+    ROLLBACK_OPEN,
+    Journal,
+    JournalState,
+    Status,
+    journal_path_for,
+    replay,
+)
+from s3seg.manifest import Manifest, ManifestInfo
+from s3seg.moves import Options, Task
+from s3seg.planner import PlanReport
+from s3seg.planner import plan as _plan
+from s3seg.storage import Capabilities, ClientSpec, Storage, make_client
+from s3seg.worker import WorkerConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """Where to send S3 requests: explicit flags win over the config / manifest, then the environment."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecOptions:
+    """Knobs for apply / rollback / run; ``None`` means "as the manifest's config says"."""
+
+    journal: str | None = None
+    processes: int | None = None  # 0 runs everything in this process (no pool)
+    threads: int | None = None
+    batch_size: int | None = None
+    conditional_writes: str | None = None
+    dry_run: bool = False
+    log_level: int = logging.INFO
+
+
+@dataclass(slots=True)
+class ExecResult:
+    """What apply or rollback did, plus the journal-wide picture after it."""
+
+    direction: str
+    manifest: str
+    journal: str
+    entries: int
+    todo: int
+    report: RunReport
+    totals: dict[str, int] = field(default_factory=dict)  # journal-wide counts per status label
+    mode: str = ""  # which conditional checks ran where (server / client)
+    dry_run_lines: list[str] = field(default_factory=list)
+
+
+def resolve_endpoint(explicit: str | None, configured: str | None) -> str | None:
+    """Flag, then config/manifest, then ``AWS_ENDPOINT_URL`` (boto3 also reads it; resolved here to record it)."""
+    return explicit or configured or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def client_spec(settings: dict[str, Any], target: Target, *, threads: int = 10) -> ClientSpec:
+    return ClientSpec(
+        endpoint_url=resolve_endpoint(target.endpoint_url, settings.get("endpoint_url")),
+        region=target.region or settings.get("region"),
+        profile=target.profile or settings.get("profile"),
+        max_pool_connections=max(threads + 2, 10),
+        max_attempts=int(settings.get("max_attempts", 8)),
+        retry_mode=str(settings.get("retry_mode", "standard")),
+    )
+
+
+# -- plan ---------------------------------------------------------------------------------------------------
+def plan(
+    settings: Settings,
+    output: str,
+    *,
+    now: datetime,
+    override: datetime | None = None,
+    unlimited: bool = False,
+    target: Target = Target(),
+) -> PlanReport:
+    """List ``s3_dir`` once and write the manifest of moves to ``output``. Read-only on S3."""
+    spec = client_spec(settings.to_dict(), target)
+    storage = Storage(make_client(spec))
+    return _plan(settings, storage, output, now=now, override=override, unlimited=unlimited, endpoint=spec.endpoint_url)
+
+
+# -- apply / rollback -----------------------------------------------------------------------------------------
+def _check_target(info: ManifestInfo, manifest: str, target: Target) -> str | None:
+    """The endpoint to use: the manifest's, unless the operator explicitly points at another (refused)."""
+    planned = info.header.get("endpoint")
+    asked = target.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+    if asked is not None and asked.rstrip("/") != (planned or "").rstrip("/"):
+        raise ManifestError(
+            manifest,
+            1,
+            f"this manifest was planned against endpoint {planned or 'AWS (default)'!r}, not {asked!r}; "
+            "plan again against the store you mean",
+        )
+    return planned or None
+
+
+def _pending_apply(manifest: Manifest, state: JournalState) -> Iterator[Task]:
+    states = state.states
+    done = {int(s) for s in APPLY_DONE}
+    resumable = {int(Status.INTENT), int(Status.COPIED), int(Status.FAILED)}
+    for m in manifest.moves():
+        s = states[m.id]
+        if s in done:
+            continue
+        extra = state.copy_etags.get(m.id)
+        yield Task(
+            m.id, m.src_bucket, m.src_key, m.dst_bucket, m.dst_key, m.etag, m.size, m.storage_class,
+            same_etags=(extra,) if extra else (), resumed=s in resumable,
+        )  # fmt: skip
+
+
+ROLLBACK_TODO = APPLY_TOUCHED | ROLLBACK_OPEN
+
+
+def _pending_rollback(manifest: Manifest, state: JournalState) -> Iterator[Task]:
+    states = state.states
+    todo = {int(s) for s in ROLLBACK_TODO}
+    for m in manifest.moves():
+        if states[m.id] not in todo:
+            continue
+        moved_etag = state.copy_etags.get(m.id, m.etag)
+        # The inverse move: destination -> source, allowed only if the destination is still what we put there.
+        yield Task(
+            m.id, m.dst_bucket, m.dst_key, m.src_bucket, m.src_key, moved_etag, m.size, m.storage_class,
+            same_etags=(m.etag,), keep_source=m.id in state.dedup, resumed=True,
+        )  # fmt: skip
+
+
+def _count_todo(state: JournalState, direction: str) -> int:
+    if direction == APPLY:
+        return state.entries - sum(1 for _ in state.ids_with(APPLY_DONE))
+    return sum(1 for _ in state.ids_with(ROLLBACK_TODO))
+
+
+def _capabilities(storage: Storage, bucket: str, mode: str) -> Capabilities:
+    if mode == "server":
+        return Capabilities.trusted()
+    if mode == "client":
+        return Capabilities.none()
+    from s3seg.errors import StorageError
+
+    try:
+        return storage.probe(bucket)
+    except StorageError as err:
+        log.warning("could not probe conditional-header support (%s); checking every condition client-side", err)
+        return Capabilities.none()
+
+
+def execute_manifest(
+    direction: str,
+    manifest_path: str,
+    opts: ExecOptions = ExecOptions(),
+    target: Target = Target(),
+    *,
+    on_start: Callable[[int], None] = lambda n: None,
+    on_progress: Callable[[int], None] = lambda n: None,
+    backend: Backend | None = None,
+) -> ExecResult:
+    """Apply (or roll back) a manifest, resuming from its journal. See ``apply`` and ``rollback``."""
+    manifest = Manifest(manifest_path)
+    info = manifest.verify()
+    endpoint = _check_target(info, manifest_path, target)
+    config: dict[str, Any] = info.header.get("config") or {}
+    journal_path = opts.journal or journal_path_for(manifest_path)
+    name = os.path.basename(manifest_path)
+
+    if opts.dry_run:
+        return _dry_run(direction, manifest, info, journal_path)
+
+    with Journal(journal_path, manifest_sha256=info.sha256, manifest_name=name, entries=info.entries) as journal:
+        todo = _count_todo(journal.state, direction)
+        result = ExecResult(direction, manifest_path, journal_path, info.entries, todo, RunReport(direction))
+        on_start(todo)
+        if todo:
+            threads = opts.threads or int(config.get("n_workers", 16))
+            processes = opts.processes if opts.processes is not None else int(config.get("processes", 1))
+            spec = client_spec({**config, "endpoint_url": endpoint}, target, threads=threads)
+            mode = opts.conditional_writes or str(config.get("conditional_writes", "auto"))
+            probe_bucket = next(_buckets(manifest, direction))
+            caps = _capabilities(Storage(make_client(spec)), probe_bucket, mode)
+            result.mode = caps.describe()
+            log.info("%s %s: %d of %d moves to do; %s", direction, name, todo, info.entries, result.mode)
+            cfg = WorkerConfig(
+                spec=spec,
+                threads=threads,
+                options=Options(
+                    caps=caps,
+                    multipart_threshold=int(config.get("multipart_threshold", 5 * 1024**3)),
+                    multipart_chunksize=int(config.get("multipart_chunksize", 512 * 1024**2)),
+                    preserve_encryption=config.get("copy_encryption") == "preserve",
+                    item_retries=int(config.get("item_retries", 5)),
+                ),
+            )
+            own_backend = backend is None
+            if backend is None:
+                backend = InlineBackend() if processes == 0 else ProcessBackend(processes, log_level=opts.log_level)
+            pending = _pending_apply if direction == APPLY else _pending_rollback
+            try:
+                result.report = execute(
+                    journal,
+                    direction,
+                    pending(manifest, journal.state),
+                    backend,
+                    cfg,
+                    batch_size=opts.batch_size or int(config.get("batch_size", 500)),
+                    on_progress=on_progress,
+                )
+            finally:
+                if own_backend:
+                    backend.shutdown(cancel=True)
+        result.totals = {s.label: n for s, n in journal.state.counts().items()}
+    return result
+
+
+def _buckets(manifest: Manifest, direction: str) -> Iterator[str]:
+    """A bucket this run writes to (the probe's scratch space)."""
+    for m in manifest.moves():
+        yield m.dst_bucket if direction == APPLY else m.src_bucket
+    raise UsageError("the manifest has no moves")
+
+
+def _dry_run(direction: str, manifest: Manifest, info: ManifestInfo, journal_path: str) -> ExecResult:
+    """The one choke point for --dry-run: reads manifest and journal, sends nothing to S3."""
+    if os.path.exists(journal_path):
+        state, _ = replay(journal_path, manifest_sha256=info.sha256, entries=info.entries)
+    else:
+        state = JournalState(info.entries)
+    pending = _pending_apply if direction == APPLY else _pending_rollback
+    lines = []
+    for t in pending(manifest, state):
+        verb = "move" if direction == APPLY else "restore"
+        lines.append(f"would {verb} s3://{t.src_bucket}/{t.src_key} -> s3://{t.dst_bucket}/{t.dst_key}")
+    res = ExecResult(direction, manifest.path, journal_path, info.entries, len(lines), RunReport(direction))
+    res.dry_run_lines = lines
+    res.totals = {s.label: n for s, n in state.counts().items()}
+    return res
+
+
+def apply(manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **kw: Any) -> ExecResult:
+    """Execute a manifest's moves, resuming from its journal; never redoes or loses work."""
+    return execute_manifest(APPLY, manifest_path, opts, target, **kw)
+
+
+def rollback(
+    manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **kw: Any
+) -> ExecResult:
+    """Undo what the manifest's journal says apply did, leaving everything else untouched."""
+    return execute_manifest(ROLLBACK, manifest_path, opts, target, **kw)
+
+
+# -- status ---------------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class StatusReport:
+    manifest: str
+    journal: str
+    entries: int
+    journal_exists: bool
+    counts: dict[str, int]
+    remaining: int  # moves apply would still attempt
+    header: dict[str, Any]
+    recent_errors: list[tuple[int, str]]
+
+
+def status(manifest_path: str, journal: str | None = None) -> StatusReport:
+    """Counts per outcome from the journal, and what remains. Reads files only; takes no lock."""
+    manifest = Manifest(manifest_path)
+    info = manifest.verify()
+    journal_path = journal or journal_path_for(manifest_path)
+    exists = os.path.exists(journal_path)
+    if exists:
+        state, _ = replay(journal_path, manifest_sha256=info.sha256, entries=info.entries)
+    else:
+        state = JournalState(info.entries)
+    counts = {s.label: n for s, n in sorted(state.counts().items())}
+    remaining = info.entries - sum(1 for _ in state.ids_with(APPLY_DONE))
+    errors = sorted(state.last_error.items())[:20]
+    return StatusReport(manifest_path, journal_path, info.entries, exists, counts, remaining, info.header, errors)
+
+
+# -- run --------------------------------------------------------------------------------------------------------
+def default_manifest_path(settings: Settings, now: datetime) -> str:
+    return os.path.join(settings.state_dir, f"s3seg-{now.strftime('%Y%m%dT%H%M%S')}.jsonl")
+
+
+def run(
+    settings: Settings,
+    *,
+    now: datetime,
+    override: datetime | None = None,
+    unlimited: bool = False,
+    output: str | None = None,
+    opts: ExecOptions = ExecOptions(),
+    target: Target = Target(),
+    on_start: Callable[[int], None] = lambda n: None,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> tuple[PlanReport, ExecResult]:
+    """Plan then apply in one go (the original tool's cron usage). Keeps manifest and journal for resume."""
+    path = output or default_manifest_path(settings, now)
+    report = plan(settings, path, now=now, override=override, unlimited=unlimited, target=target)
+    result = apply(path, opts, target, on_start=on_start, on_progress=on_progress)
+    return report, result

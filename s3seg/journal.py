@@ -1,0 +1,316 @@
+"""The append-only journal of one manifest: what was attempted and what happened, per move id.
+
+Layout (JSONL, next to the manifest as ``<manifest>.journal`` unless overridden)::
+
+    {"type": "header", "format": 1, "manifest_sha256": "...", "manifest": "plan.jsonl", "created": "..."}
+    {"ev": "intent", "dir": "apply", "ids": [1, 2, 3]}          durable BEFORE any copy of those ids
+    {"ev": "copied", "dir": "apply", "ids": [1, 2], "etags": {"2": "\"...\""}, "dedup": [3]}
+                                                              durable BEFORE the source deletes
+    {"ev": "outcome", "dir": "apply", "status": "done", "ids": [1, 2]}          may be group-committed
+    {"ev": "outcome", "dir": "apply", "status": "failed", "ids": [7], "code": "AccessDenied", "msg": "..."}
+
+Replaying the lines in order gives each id's latest ``Status``. ``etags`` holds a destination ETag only when
+it differs from the planned source ETag (multipart or KMS copies), so memory stays one byte per move plus the
+rare exception. Rollback writes the same records with ``"dir": "rollback"``.
+
+Crash rules (see S3-FACTS "Journals"): a torn last line is expected after a crash and is truncated on open (its
+ids are simply re-checked against S3); an unparsable line anywhere else is corruption and is refused. One
+writer per file, enforced with an exclusive ``flock`` on ``<journal>.lock`` (released by the kernel even on
+kill -9).
+
+Must not: talk to S3 or know about process pools.
+"""
+
+from __future__ import annotations
+
+import enum
+import fcntl
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from s3seg.errors import JournalError, LockedError
+
+FORMAT = 1
+
+
+class Status(enum.IntEnum):
+    """Latest known state of one move. Stored as one byte per move id."""
+
+    PENDING = 0  # never attempted
+    # apply
+    INTENT = 1  # copy may have started
+    COPIED = 2  # copy proven; source delete may have started
+    DONE = 3  # moved: destination holds the bytes, source deleted
+    DEDUPED = 4  # destination already held identical bytes before we came; source deleted
+    ALREADY_DONE = 5  # re-check found it done (a resumed item)
+    CONFLICT_SOURCE_CHANGED = 6  # source changed since plan: nothing touched
+    CONFLICT_DEST_DIFFERS = 7  # destination exists with other bytes: neither touched
+    FAILED_MISSING = 8  # source gone and destination absent
+    SKIPPED_ARCHIVED = 9  # archived storage class: needs a restore first
+    FAILED = 10  # permission or other S3 error (code recorded)
+    # rollback
+    R_INTENT = 20
+    R_COPIED = 21
+    ROLLED_BACK = 22  # source key holds the original bytes again; destination removed
+    R_NOT_MOVED = 23  # nothing had been moved: nothing to undo
+    R_CONFLICT_DEST_MODIFIED = 24  # destination changed since the move: kept
+    R_CONFLICT_SOURCE_RECREATED = 25  # a new object sits at the source key: never overwritten
+    R_FAILED_MISSING = 26  # neither source nor destination exists
+    R_FAILED = 27
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+
+APPLY_DONE = frozenset({Status.DONE, Status.DEDUPED, Status.ALREADY_DONE})
+APPLY_CONFLICTS = frozenset({Status.CONFLICT_SOURCE_CHANGED, Status.CONFLICT_DEST_DIFFERS})
+APPLY_FAILURES = frozenset({Status.FAILED_MISSING, Status.FAILED, Status.SKIPPED_ARCHIVED})
+# Apply states in which a copy or a delete may have happened: what rollback must look at.
+APPLY_TOUCHED = frozenset({Status.INTENT, Status.COPIED, Status.DONE, Status.DEDUPED, Status.ALREADY_DONE, Status.FAILED})
+ROLLBACK_DONE = frozenset({Status.ROLLED_BACK, Status.R_NOT_MOVED})
+ROLLBACK_OPEN = frozenset(
+    {
+        Status.R_INTENT,
+        Status.R_COPIED,
+        Status.R_CONFLICT_DEST_MODIFIED,
+        Status.R_CONFLICT_SOURCE_RECREATED,
+        Status.R_FAILED_MISSING,
+        Status.R_FAILED,
+    }
+)
+_BY_LABEL = {s.label: s for s in Status}
+_DIRS = ("apply", "rollback")
+
+
+def journal_path_for(manifest_path: str) -> str:
+    return manifest_path + ".journal"
+
+
+class JournalState:
+    """The replayed state of a journal: one ``Status`` byte per move id, plus the rare extras.
+
+    ``states[id]`` is the latest ``Status`` of move ``id`` (index 0 unused). ``copy_etags`` maps an id to its
+    destination ETag where that differs from the planned ETag. ``dedup`` holds ids whose destination existed,
+    identical, before apply: rollback restores their source but must not delete that destination.
+    """
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self.states = bytearray(entries + 1)
+        self.copy_etags: dict[int, str] = {}
+        self.dedup: set[int] = set()
+        self.last_error: dict[int, str] = {}
+
+    def apply(self, record: dict[str, Any]) -> None:
+        ev = record["ev"]
+        direction = record["dir"]
+        if direction not in _DIRS:
+            raise ValueError(f"unknown dir {direction!r}")
+        ids = record["ids"]
+        for i in ids:
+            if not isinstance(i, int) or not 0 < i <= self.entries:
+                raise ValueError(f"id {i!r} is not in the manifest")
+        rollback = direction == "rollback"
+        if ev == "intent":
+            self._set(ids, Status.R_INTENT if rollback else Status.INTENT)
+        elif ev == "copied":
+            self._set(ids, Status.R_COPIED if rollback else Status.COPIED)
+            if not rollback:
+                for key, etag in record.get("etags", {}).items():
+                    self.copy_etags[int(key)] = etag
+                self.dedup.update(record.get("dedup", ()))
+        elif ev == "outcome":
+            self._set(ids, _BY_LABEL[record["status"]])
+            if "code" in record:
+                for i in ids:
+                    self.last_error[i] = f"{record['code']}: {record.get('msg', '')}"
+        else:
+            raise ValueError(f"unknown event {ev!r}")
+
+    def _set(self, ids: Iterable[int], status: Status) -> None:
+        states = self.states
+        for i in ids:
+            states[i] = status
+
+    def status_of(self, move_id: int) -> Status:
+        return Status(self.states[move_id])
+
+    def counts(self) -> Counter[Status]:
+        """How many moves are in each state (PENDING included)."""
+        raw = Counter(self.states[1:])
+        return Counter({Status(k): v for k, v in raw.items()})
+
+    def ids_with(self, statuses: frozenset[Status]) -> Iterator[int]:
+        wanted = bytes(s in statuses for s in range(256))
+        states = self.states
+        return (i for i in range(1, len(states)) if wanted[states[i]])
+
+
+def replay(path: str, *, manifest_sha256: str, entries: int) -> tuple[JournalState, int]:
+    """Read a journal into a ``JournalState``; return it and the byte offset after the last good line.
+
+    A torn last line is ignored (the caller that owns the file truncates it); a bad line anywhere else, or a
+    header bound to another manifest, raises ``JournalError``. Takes no lock: ``status`` reads a live journal.
+    """
+    state = JournalState(entries)
+    offset = 0
+    with open(path, "rb") as f:
+        lines = iter(f)
+        for lineno, raw in enumerate(lines, start=1):
+            record = _parse(raw)
+            if record is None:
+                if next(lines, None) is None:
+                    return state, offset  # torn tail: tolerated
+                raise JournalError(
+                    path,
+                    lineno,
+                    "corrupt record in the middle of the journal; it cannot be trusted for resume. "
+                    "Restore it from a backup, or inspect the bucket before planning again",
+                )
+            if lineno == 1:
+                if record.get("type") != "header" or record.get("format") != FORMAT:
+                    raise JournalError(path, 1, "not an s3seg journal header")
+                if record.get("manifest_sha256") != manifest_sha256:
+                    raise JournalError(
+                        path,
+                        1,
+                        f"this journal belongs to another manifest ({record.get('manifest')!r}, sha256 "
+                        f"{str(record.get('manifest_sha256'))[:12]}...); pass the matching manifest, "
+                        "or --journal to use another journal file",
+                    )
+            else:
+                try:
+                    state.apply(record)
+                except (KeyError, TypeError, ValueError, IndexError) as exc:
+                    raise JournalError(path, lineno, f"malformed record ({exc})") from None
+            offset += len(raw)
+    return state, offset
+
+
+class Journal:
+    """The single writer of one journal file: holds the lock, the replayed ``state``, and appends records.
+
+    Opening it replays what is there (truncating a torn tail) or creates the file with a header bound to the
+    manifest's SHA-256.
+    """
+
+    def __init__(self, path: str, *, manifest_sha256: str, manifest_name: str, entries: int) -> None:
+        self.path = path
+        self._lock_file = _lock(path + ".lock")
+        try:
+            self.state, self._file = self._open(manifest_sha256, manifest_name, entries)
+        except BaseException:
+            self._lock_file.close()
+            raise
+        self._unsynced = False
+        self._last_sync = time.monotonic()
+
+    def _open(self, manifest_sha256: str, manifest_name: str, entries: int) -> tuple[JournalState, IO[bytes]]:
+        if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
+            f = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+            header = {
+                "type": "header",
+                "format": FORMAT,
+                "manifest_sha256": manifest_sha256,
+                "manifest": manifest_name,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            f.write(json.dumps(header).encode() + b"\n")
+            _durable(f)
+            return JournalState(entries), f
+        state, good_end = replay(self.path, manifest_sha256=manifest_sha256, entries=entries)
+        f = open(self.path, "r+b")  # noqa: SIM115
+        if good_end < os.path.getsize(self.path):
+            # A torn last record from a crash: drop it. Its ids keep their earlier state and are re-checked.
+            f.truncate(good_end)
+            _durable(f)
+        f.seek(0, os.SEEK_END)
+        return state, f
+
+    def _append(self, record: dict[str, Any], *, durable: bool) -> None:
+        self.state.apply(record)
+        self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+        if durable:
+            _durable(self._file)
+            self._unsynced = False
+            self._last_sync = time.monotonic()
+        else:
+            self._unsynced = True
+
+    def intent(self, direction: str, ids: list[int]) -> None:
+        """Durably announce that these ids are about to be copied (before any request is sent)."""
+        self._append({"ev": "intent", "dir": direction, "ids": ids}, durable=True)
+
+    def copied(self, direction: str, ids: list[int], etags: dict[int, str], dedup: list[int]) -> None:
+        """Durably record proven copies (before any source delete is sent)."""
+        record: dict[str, Any] = {"ev": "copied", "dir": direction, "ids": ids}
+        if etags:
+            record["etags"] = {str(k): v for k, v in etags.items()}
+        if dedup:
+            record["dedup"] = dedup
+        self._append(record, durable=True)
+
+    def outcome(self, direction: str, status: Status, ids: list[int], code: str = "", msg: str = "") -> None:
+        """Record final outcomes; group-committed (fsynced at most every second, and on close)."""
+        record: dict[str, Any] = {"ev": "outcome", "dir": direction, "status": status.label, "ids": ids}
+        if code:
+            record["code"] = code
+            record["msg"] = msg[:500]
+        self._append(record, durable=False)
+        if time.monotonic() - self._last_sync > 1.0:
+            self.sync()
+
+    def sync(self) -> None:
+        if self._unsynced:
+            _durable(self._file)
+            self._unsynced = False
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.sync()
+            self._file.close()
+        finally:
+            self._lock_file.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _lock(lock_path: str) -> IO[bytes]:
+    f = open(lock_path, "ab")  # noqa: SIM115 - held for the journal's lifetime
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise LockedError(
+            lock_path,
+            None,
+            "another s3seg process is applying or rolling back this manifest; wait for it to finish "
+            "(the lock is released automatically when that process exits)",
+        ) from None
+    return f
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    if not raw.endswith(b"\n"):
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _durable(f: IO[bytes]) -> None:
+    f.flush()
+    os.fsync(f.fileno())

@@ -1,0 +1,257 @@
+"""The plan on disk: a JSONL manifest of moves, with a header and a tamper-evident trailer.
+
+Layout (one JSON object per line)::
+
+    {"type": "header", "format": 1, "tool": "s3seg", "version": ..., "created": ..., "now": ..., ...}
+    {"id": 1, "src_bucket": ..., "src_key": ..., "dst_bucket": ..., "dst_key": ..., "size": ..., ...}
+    ...
+    {"type": "trailer", "entries": N, "sha256": "<sha256 of the entry lines' bytes>"}
+
+Entries are numbered 1..N in order; the trailer's count and digest make a truncated, edited, reordered or
+duplicated manifest detectable before anything touches S3. A manifest is written to a temporary file and
+renamed into place only once complete, so a crashed ``plan`` never leaves a plausible-looking half manifest.
+
+Must not: know about S3 clients, the journal or execution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from s3seg.errors import ManifestError
+
+FORMAT = 1
+
+_FIELDS: dict[str, type] = {
+    "id": int,
+    "src_bucket": str,
+    "src_key": str,
+    "dst_bucket": str,
+    "dst_key": str,
+    "size": int,
+    "etag": str,
+    "storage_class": str,
+    "last_modified": str,
+    "reason": str,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Move:
+    """One planned move of one object. ``etag`` and ``size`` are as listed at plan time."""
+
+    id: int
+    src_bucket: str
+    src_key: str
+    dst_bucket: str
+    dst_key: str
+    size: int
+    etag: str
+    storage_class: str = "STANDARD"
+    last_modified: str = ""
+    reason: str = "matched"
+    detail: str = ""
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "src_bucket": self.src_bucket,
+            "src_key": self.src_key,
+            "dst_bucket": self.dst_bucket,
+            "dst_key": self.dst_key,
+            "size": self.size,
+            "etag": self.etag,
+            "storage_class": self.storage_class,
+            "last_modified": self.last_modified,
+            "reason": self.reason,
+        }
+        if self.detail:
+            data["detail"] = self.detail
+        return _dumps(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Move:
+        for name, typ in _FIELDS.items():
+            if type(data.get(name)) is not typ:
+                raise ValueError(f"field {name!r} missing or not a {typ.__name__}")
+        detail = data.get("detail", "")
+        if not isinstance(detail, str):
+            raise ValueError("field 'detail' is not a string")
+        return cls(detail=detail, **{name: data[name] for name in _FIELDS})
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    # ensure_ascii=False keeps unicode keys readable; control characters are still escaped by json.
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+class ManifestWriter:
+    """Streams moves into ``path`` (via ``path.tmp``); ``close()`` writes the trailer, fsyncs and renames."""
+
+    def __init__(self, path: str, header: dict[str, Any]) -> None:
+        self.path = path
+        self._tmp = path + ".tmp"
+        self._file: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
+        self._digest = hashlib.sha256()
+        self.count = 0
+        self._write_line({"type": "header", "format": FORMAT, **header})
+
+    def _write_line(self, data: dict[str, Any]) -> None:
+        self._file.write(_dumps(data).encode() + b"\n")
+
+    def add(self, move: Move) -> None:
+        if move.id != self.count + 1:
+            raise ValueError(f"manifest ids must be consecutive: expected {self.count + 1}, got {move.id}")
+        line = move.to_json().encode() + b"\n"
+        self._digest.update(line)
+        self._file.write(line)
+        self.count += 1
+
+    @property
+    def partial_path(self) -> str:
+        """The file being written (complete up to the last ``flush()``), for checks before ``close()``."""
+        return self._tmp
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> str:
+        """Finish the manifest; returns the SHA-256 of the whole file (what a journal binds to)."""
+        self._write_line({"type": "trailer", "entries": self.count, "sha256": self._digest.hexdigest()})
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        _fsync_dir(self.path)
+        return file_sha256(self.path)
+
+    def abort(self) -> None:
+        """Drop the partial manifest (a failed plan leaves nothing behind)."""
+        self._file.close()
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestInfo:
+    """What a full verification pass learned about a manifest."""
+
+    header: dict[str, Any]
+    entries: int
+    sha256: str  # of the whole file
+
+
+class Manifest:
+    """A manifest on disk. ``verify()`` reads it once completely; ``moves()`` then streams the entries.
+
+    Nothing is ever held in memory per entry, so a manifest of any size costs flat memory.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._info: ManifestInfo | None = None
+
+    @property
+    def info(self) -> ManifestInfo:
+        if self._info is None:
+            self._info = self.verify()
+        return self._info
+
+    def _error(self, line: int | None, message: str) -> ManifestError:
+        return ManifestError(self.path, line, message)
+
+    def verify(self) -> ManifestInfo:
+        """Check the whole file: header, ids 1..N in order, every entry well-formed, trailer count and digest.
+
+        Raises ``ManifestError`` naming the line; a manifest that passes has not been truncated or edited.
+        """
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise self._error(None, f"cannot read manifest: {exc.strerror}") from None
+        whole = hashlib.sha256()
+        entries = hashlib.sha256()
+        header: dict[str, Any] | None = None
+        trailer: dict[str, Any] | None = None
+        count = 0
+        with f:
+            for lineno, raw in enumerate(f, start=1):
+                whole.update(raw)
+                if trailer is not None:
+                    raise self._error(lineno, "data after the trailer: the manifest was edited or concatenated")
+                if not raw.endswith(b"\n"):
+                    raise self._error(lineno, "last line is incomplete: the manifest is truncated")
+                data = self._parse(raw, lineno)
+                if lineno == 1:
+                    if data.get("type") != "header":
+                        raise self._error(1, "first line is not a manifest header: not an s3seg manifest")
+                    if data.get("format") != FORMAT:
+                        raise self._error(1, f"manifest format {data.get('format')!r} is not supported")
+                    header = data
+                    continue
+                if data.get("type") == "trailer":
+                    trailer = data
+                    continue
+                try:
+                    move = Move.from_dict(data)
+                except ValueError as exc:
+                    raise self._error(lineno, f"malformed entry: {exc}") from None
+                if move.id != count + 1:
+                    raise self._error(
+                        lineno, f"entry id {move.id} out of sequence (expected {count + 1}): lines were edited"
+                    )
+                entries.update(raw)
+                count += 1
+        if header is None:
+            raise self._error(None, "empty file: not an s3seg manifest")
+        if trailer is None:
+            raise self._error(None, "no trailer: the manifest is truncated (was `s3seg plan` interrupted?)")
+        if trailer.get("entries") != count or trailer.get("sha256") != entries.hexdigest():
+            raise self._error(
+                None,
+                f"trailer says {trailer.get('entries')} entries with digest {str(trailer.get('sha256'))[:12]}..., "
+                f"file has {count} with {entries.hexdigest()[:12]}...: the manifest was edited; plan again",
+            )
+        return ManifestInfo(header=header, entries=count, sha256=whole.hexdigest())
+
+    def _parse(self, raw: bytes, lineno: int) -> dict[str, Any]:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise self._error(lineno, "not valid JSON: the manifest is corrupt or was edited") from None
+        if not isinstance(data, dict):
+            raise self._error(lineno, "not a JSON object: the manifest is corrupt or was edited")
+        return data
+
+    def moves(self) -> Iterator[Move]:
+        """Stream the entries in id order. Call ``verify()`` (or ``info``) first."""
+        with open(self.path, "rb") as f:
+            next(f, None)  # header
+            for raw in f:
+                data = json.loads(raw)
+                if data.get("type") == "trailer":
+                    return
+                yield Move.from_dict(data)

@@ -1,0 +1,326 @@
+"""The move protocol: relocate one object from ``src`` to ``dst`` without ever losing or clobbering bytes.
+
+One protocol serves both directions: apply runs it on the planned moves, rollback on their inverses
+(``dst`` -> ``src``). It is idempotent: every step first establishes the state it needs, so running it again
+after a crash, a lost response or a retry finishes the job instead of repeating it.
+
+The two phases, run by a worker over a batch (the executor journals between them)::
+
+    copy phase    -> COPIED | IDENTICAL_OURS | IDENTICAL_THEIRS     (the source still needs deleting)
+                   | ALREADY_DONE | SOURCE_CHANGED | DEST_DIFFERS | MISSING | ARCHIVED | ERROR   (final)
+    delete phase  -> DELETED | SOURCE_CHANGED | ERROR                                               (final)
+
+Invariant: the source is deleted only after the destination is proven to hold the planned bytes, and only
+if the source still is the planned version. A destination that exists with other bytes is never written.
+Conditions are enforced by the store where the probe showed it enforces them (race-free), and checked with
+HEAD otherwise (a short time-of-check window, documented in the README).
+
+Must not: touch the journal, or catch botocore errors (``storage`` translates them).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from s3seg.errors import StorageError
+from s3seg.storage import (
+    ARCHIVED_CODES,
+    NOT_FOUND_CODES,
+    PRECONDITION_CODES,
+    Capabilities,
+    ObjectInfo,
+    Storage,
+    is_xml_safe,
+)
+
+T = TypeVar("T")
+
+
+class Kind(enum.StrEnum):
+    """Direction-neutral result of a protocol step; the executor maps it to a journal ``Status``."""
+
+    COPIED = "copied"  # we copied; destination proven to hold the planned bytes
+    IDENTICAL_OURS = "identical-ours"  # destination already identical, from an earlier attempt of ours
+    IDENTICAL_THEIRS = "identical-theirs"  # destination was already identical before we came
+    ALREADY_DONE = "already-done"  # source gone, destination holds the planned bytes
+    SOURCE_CHANGED = "source-changed"  # source is not the planned version: nothing touched
+    DEST_DIFFERS = "dest-differs"  # destination holds other bytes: neither touched
+    MISSING = "missing"  # source gone and destination absent (or different)
+    ARCHIVED = "archived"  # archived storage class: restore first
+    ERROR = "error"  # an S3 error that retries did not cure
+    DELETED = "deleted"  # delete phase: source deleted (or kept, for keep_source)
+
+
+NEEDS_DELETE = frozenset({Kind.COPIED, Kind.IDENTICAL_OURS, Kind.IDENTICAL_THEIRS})
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One object relocation, in either direction. Small and picklable: this is what crosses processes."""
+
+    id: int
+    src_bucket: str
+    src_key: str
+    dst_bucket: str
+    dst_key: str
+    etag: str  # the version of the source we are allowed to move
+    size: int
+    storage_class: str = "STANDARD"
+    same_etags: tuple[str, ...] = ()  # other destination ETags that prove identical bytes
+    keep_source: bool = False  # do not delete the source (rollback of a deduplicated move)
+    resumed: bool = False  # an earlier run may have copied already: an identical destination is ours
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    id: int
+    kind: Kind
+    dst_etag: str = ""  # the destination's ETag after a copy (when known)
+    code: str = ""  # S3 error code for ERROR / conflicts found by a refused condition
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """How the protocol runs in this store, the same for every task of a run."""
+
+    caps: Capabilities
+    multipart_threshold: int = 5 * 1024**3
+    multipart_chunksize: int = 512 * 1024**2
+    preserve_encryption: bool = False
+    item_retries: int = 5
+    backoff_base: float = 0.2
+    backoff_cap: float = 20.0
+
+
+class _Retry(Exception):
+    """State changed under us in a way a fresh attempt resolves (e.g. a racing writer came and went)."""
+
+
+def with_item_retries(opts: Options, fn: Callable[[int], T]) -> T:
+    """Run ``fn(attempt)``, retrying retryable storage errors with capped exponential backoff and full jitter.
+
+    This sits above botocore's own retries: it outlasts a throttling storm that drains botocore's retry quota.
+    ``fn`` must be idempotent; the protocol's steps are.
+    """
+    attempt = 0
+    while True:
+        try:
+            return fn(attempt)
+        except (StorageError, _Retry) as exc:
+            retryable = isinstance(exc, _Retry) or exc.retryable
+            if not retryable or attempt >= opts.item_retries:
+                raise
+        time.sleep(random.uniform(0, min(opts.backoff_cap, opts.backoff_base * 2**attempt)))
+        attempt += 1
+
+
+def _identical(task: Task, info: ObjectInfo) -> bool:
+    return info.size == task.size and (info.etag == task.etag or info.etag in task.same_etags)
+
+
+def _sse_args(info: ObjectInfo) -> dict[str, Any]:
+    if info.sse == "aws:kms" or info.sse == "aws:kms:dsse":
+        args: dict[str, Any] = {"ServerSideEncryption": info.sse}
+        if info.sse_kms_key_id:
+            args["SSEKMSKeyId"] = info.sse_kms_key_id
+        if info.bucket_key_enabled is not None:
+            args["BucketKeyEnabled"] = info.bucket_key_enabled
+        return args
+    if info.sse:
+        return {"ServerSideEncryption": info.sse}
+    return {}
+
+
+def classify(st: Storage, task: Task, attempt: int, dst: ObjectInfo | None = None, *, have_dst: bool = False) -> Result:
+    """Look at both ends and say where this task stands. Used whenever a condition was refused or is unknown.
+
+    A 412 or 404 seen after a retry may be our own earlier success whose response was lost; looking at the
+    actual state, rather than at the error, is what makes that safe.
+    """
+    src = st.head(task.src_bucket, task.src_key)
+    if not have_dst:
+        dst = st.head(task.dst_bucket, task.dst_key)
+    if src is None:
+        if dst is not None and _identical(task, dst):
+            return Result(task.id, Kind.ALREADY_DONE, dst.etag)
+        detail = "source and destination both absent" if dst is None else "source absent; destination differs"
+        return Result(task.id, Kind.MISSING, detail=detail)
+    if src.etag != task.etag:
+        return Result(task.id, Kind.SOURCE_CHANGED, detail=f"source ETag {src.etag} != planned {task.etag}")
+    if dst is None:
+        raise _Retry("destination vanished between checks")
+    if _identical(task, dst):
+        ours = task.resumed or attempt > 0
+        return Result(task.id, Kind.IDENTICAL_OURS if ours else Kind.IDENTICAL_THEIRS, dst.etag)
+    return Result(task.id, Kind.DEST_DIFFERS, detail=f"destination exists with ETag {dst.etag}, size {dst.size}")
+
+
+def copy_phase(st: Storage, task: Task, opts: Options) -> Result:
+    """Make the destination hold the source's planned bytes, or say why not. Never deletes a source."""
+    try:
+        return with_item_retries(opts, lambda attempt: _copy_attempt(st, task, opts, attempt))
+    except (StorageError, _Retry) as exc:
+        code = exc.code if isinstance(exc, StorageError) else "Retry"
+        return Result(task.id, Kind.ERROR, code=code, detail=str(exc))
+
+
+def _copy_attempt(st: Storage, task: Task, opts: Options, attempt: int) -> Result:
+    caps = opts.caps
+    if not caps.copy_if_none_match:
+        # The store would silently overwrite: check for an existing destination ourselves first.
+        dst = st.head(task.dst_bucket, task.dst_key)
+        if dst is not None:
+            return classify(st, task, attempt, dst, have_dst=True)
+    multipart = task.size > opts.multipart_threshold
+    sse: dict[str, Any] | None = None
+    source: ObjectInfo | None = None
+    if multipart or opts.preserve_encryption:
+        source = st.head(task.src_bucket, task.src_key)
+        if source is None or source.etag != task.etag:
+            return classify(st, task, attempt)
+        sse = _sse_args(source) if opts.preserve_encryption else None
+    try:
+        if multipart:
+            assert source is not None
+            etag = st.multipart_copy(
+                task.src_bucket, task.src_key, task.dst_bucket, task.dst_key,
+                source=source, if_match=task.etag, if_none_match=caps.copy_if_none_match,
+                part_size=opts.multipart_chunksize, sse=sse,
+            )  # fmt: skip
+        else:
+            etag = st.copy(
+                task.src_bucket, task.src_key, task.dst_bucket, task.dst_key,
+                if_match=task.etag, if_none_match=caps.copy_if_none_match,
+                storage_class=task.storage_class, sse=sse,
+            )  # fmt: skip
+    except StorageError as err:
+        if err.code in ARCHIVED_CODES:
+            return Result(task.id, Kind.ARCHIVED, code=err.code, detail="archived storage class: restore it first")
+        if err.code in PRECONDITION_CODES or err.code in NOT_FOUND_CODES:
+            return classify(st, task, attempt)
+        raise
+    if etag == task.etag or (caps.copy_if_match and not multipart):
+        # Same ETag: same bytes. Or the store enforced CopySourceIfMatch: it copied the planned version.
+        return Result(task.id, Kind.COPIED, etag)
+    # Multipart/KMS ETags differ by nature, or the store ignores CopySourceIfMatch: prove the source is still
+    # the planned version (the copy read it between our checks).
+    now = st.head(task.src_bucket, task.src_key)
+    if now is not None and now.etag == task.etag:
+        return Result(task.id, Kind.COPIED, etag)
+    if caps.delete_if_match:
+        # We copied some other version of the source. Take back exactly our own copy (by its ETag).
+        try:
+            st.delete(task.dst_bucket, task.dst_key, if_match=etag)
+        except StorageError:
+            pass
+    return Result(task.id, Kind.SOURCE_CHANGED, detail="source changed during the copy")
+
+
+def delete_sources(
+    st: Storage, items: list[tuple[Task, Result]], opts: Options, run: Callable[[Callable[[Task], Result], list[Task]], list[Result]]
+) -> list[Result]:
+    """Delete the sources of proven copies; ``run`` maps a per-task function over tasks (the thread pool).
+
+    Uses the cheapest race-free way the store offers: DeleteObjects with per-key ETags (one request per
+    1,000 keys), else single DeleteObject with IfMatch, else HEAD-then-DeleteObjects (client-checked).
+    """
+    caps = opts.caps
+    results: list[Result] = []
+    todo: list[Task] = []
+    for task, res in items:
+        if task.keep_source:
+            results.append(Result(task.id, Kind.DELETED, res.dst_etag, detail="source kept"))
+        else:
+            todo.append(task)
+    if not todo:
+        return results
+    if caps.batch_delete_etag:
+        results.extend(_delete_batched(st, todo, opts, run, with_etag=True))
+    elif caps.delete_if_match:
+        results.extend(run(lambda t: _delete_single(st, t, opts), todo))
+    else:
+        checked = run(lambda t: _check_source_unchanged(st, t, opts), todo)
+        by_id = {t.id: t for t in todo}
+        still = [by_id[r.id] for r in checked if r.kind is Kind.DELETED]
+        results.extend(r for r in checked if r.kind is not Kind.DELETED)
+        results.extend(_delete_batched(st, still, opts, run, with_etag=False))
+    return results
+
+
+def _check_source_unchanged(st: Storage, task: Task, opts: Options) -> Result:
+    try:
+        src = with_item_retries(opts, lambda _a: st.head(task.src_bucket, task.src_key))
+    except StorageError as err:
+        return Result(task.id, Kind.ERROR, code=err.code, detail=str(err))
+    if src is not None and src.etag != task.etag:
+        return _changed_after_copy(task)
+    return Result(task.id, Kind.DELETED)  # "may delete"; absent counts as already deleted
+
+
+def _changed_after_copy(task: Task) -> Result:
+    return Result(
+        task.id,
+        Kind.SOURCE_CHANGED,
+        detail="source overwritten after the copy: destination holds the planned version, source the new one",
+    )
+
+
+def _delete_single(st: Storage, task: Task, opts: Options) -> Result:
+    def attempt(_a: int) -> Result:
+        try:
+            st.delete(task.src_bucket, task.src_key, if_match=task.etag if opts.caps.delete_if_match else None)
+        except StorageError as err:
+            if err.code in NOT_FOUND_CODES:
+                return Result(task.id, Kind.DELETED)  # gone already (our earlier attempt, or IfMatch on absent)
+            if err.code in PRECONDITION_CODES:
+                src = st.head(task.src_bucket, task.src_key)
+                return Result(task.id, Kind.DELETED) if src is None else _changed_after_copy(task)
+            raise
+        return Result(task.id, Kind.DELETED)
+
+    try:
+        return with_item_retries(opts, attempt)
+    except StorageError as err:
+        return Result(task.id, Kind.ERROR, code=err.code, detail=str(err))
+
+
+def _delete_batched(
+    st: Storage,
+    tasks: list[Task],
+    opts: Options,
+    run: Callable[[Callable[[Task], Result], list[Task]], list[Result]],
+    *,
+    with_etag: bool,
+) -> list[Result]:
+    results: list[Result] = []
+    singles: list[Task] = []
+    by_bucket: dict[str, list[Task]] = {}
+    for t in tasks:
+        if is_xml_safe(t.src_key):
+            by_bucket.setdefault(t.src_bucket, []).append(t)
+        else:
+            singles.append(t)  # control characters can break the XML body of DeleteObjects
+    for bucket, group in by_bucket.items():
+        for start in range(0, len(group), 1000):
+            chunk = group[start : start + 1000]
+            errors = st.delete_batch(bucket, [(t.src_key, t.etag if with_etag else None) for t in chunk])
+            for t in chunk:
+                err = errors.get(t.src_key)
+                if err is None:
+                    results.append(Result(t.id, Kind.DELETED))
+                elif err.code in PRECONDITION_CODES:
+                    src = st.head(t.src_bucket, t.src_key)
+                    results.append(Result(t.id, Kind.DELETED) if src is None else _changed_after_copy(t))
+                elif err.retryable:
+                    singles.append(t)  # retry alone, with the item-level backoff
+                else:
+                    results.append(Result(t.id, Kind.ERROR, code=err.code, detail=str(err)))
+    if singles:
+        results.extend(run(lambda t: _delete_single(st, t, opts), singles))
+    return results

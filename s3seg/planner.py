@@ -1,0 +1,204 @@
+"""Listing + naming -> a manifest. Read-only on S3.
+
+Streams the source listing page by page (``n_keys`` per page, at most ``n_loops`` pages unless lifted)
+straight into a ``ManifestWriter``: nothing per key is kept in memory except a bounded per-folder histogram.
+
+Rejects unsafe plans before a manifest exists: a destination equal to its source, a destination key over
+1,024 bytes, and two sources mapping to one destination. The last is proven impossible cheaply in the common
+case (destination folders that are not prefixes of one another cannot collide, because relative paths are
+unique); only when folders nest does an exact check run, in a temporary SQLite index (flat memory).
+
+Must not: write to S3.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from s3seg import __version__
+from s3seg.config import Settings
+from s3seg.errors import PlanError
+from s3seg.manifest import Manifest, ManifestWriter, Move
+from s3seg.naming import MAX_KEY_BYTES, Reason, Rule, Skip, destination, skip_reason
+from s3seg.storage import Storage
+
+log = logging.getLogger(__name__)
+
+MAX_FOLDERS_TRACKED = 100_000  # histogram size cap; beyond it folders are counted as "(other folders)"
+
+
+@dataclass(slots=True)
+class PlanReport:
+    manifest_path: str
+    sha256: str = ""
+    listed: int = 0
+    planned: int = 0
+    pages: int = 0
+    cap_hit: bool = False
+    reasons: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    folders: Counter[str] = field(default_factory=Counter)  # "s3://bucket/folder" -> planned moves
+    elapsed: float = 0.0
+
+    @property
+    def to_error(self) -> int:
+        return self.reasons[Reason.NO_MATCH] + self.reasons[Reason.BAD_DATE]
+
+
+def plan(
+    settings: Settings,
+    storage: Storage,
+    output: str,
+    *,
+    now: datetime,
+    override: datetime | None = None,
+    unlimited: bool = False,
+    endpoint: str | None = None,
+) -> PlanReport:
+    """List ``s3_dir`` and write the manifest of moves to ``output``; return what was planned."""
+    started = time.monotonic()
+    rule = Rule.from_settings(settings, now=now, override=override)
+    header: dict[str, Any] = {
+        "tool": "s3seg",
+        "version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "now": now.isoformat(),
+        "datetime": override.isoformat() if override else None,
+        "fallback_date": rule.fallback.isoformat(),
+        "endpoint": endpoint,
+        "source": settings.source.url,
+        "unlimited": unlimited,
+        "config": settings.to_dict(),
+    }
+    report = PlanReport(manifest_path=output)
+    writer = ManifestWriter(output, header)
+    folders_by_bucket: dict[str, set[str]] = {}
+    try:
+        pages = storage.list_pages(
+            settings.source.bucket,
+            settings.source.prefix,
+            delimiter="" if settings.recursive else "/",
+            page_size=settings.n_keys,
+        )
+        src_bucket = settings.source.bucket
+        for page in pages:
+            if not unlimited and settings.n_loops and report.pages >= settings.n_loops:
+                report.cap_hit = True
+                break
+            report.pages += 1
+            for obj in page:
+                report.listed += 1
+                skip = skip_reason(src_bucket, obj.key, rule)
+                if skip is not None:
+                    report.skipped[skip] += 1
+                    continue
+                target = destination(obj.key, rule)
+                if target.bucket == src_bucket and target.key == obj.key:
+                    raise PlanError(
+                        f"s3://{src_bucket}/{obj.key} would move onto itself; check s3_segregated_dir / s3_error_dir"
+                    )
+                if len(target.key.encode()) > MAX_KEY_BYTES:
+                    raise PlanError(
+                        f"destination key for s3://{src_bucket}/{obj.key} would be "
+                        f"{len(target.key.encode())} bytes, over S3's {MAX_KEY_BYTES}-byte limit; "
+                        "shorten s3_segregated_dir or s3_error_dir"
+                    )
+                writer.add(
+                    Move(
+                        id=writer.count + 1,
+                        src_bucket=src_bucket,
+                        src_key=obj.key,
+                        dst_bucket=target.bucket,
+                        dst_key=target.key,
+                        size=obj.size,
+                        etag=obj.etag,
+                        storage_class=obj.storage_class,
+                        last_modified=obj.last_modified,
+                        reason=target.reason,
+                        detail=target.detail,
+                    )
+                )
+                report.reasons[target.reason] += 1
+                folders = folders_by_bucket.setdefault(target.bucket, set())
+                folders.add(target.folder)
+                name = f"s3://{target.bucket}/{target.folder}"
+                if name in report.folders or len(report.folders) < MAX_FOLDERS_TRACKED:
+                    report.folders[name] += 1
+                else:
+                    report.folders["(other folders)"] += 1
+        report.planned = writer.count
+        if not _folders_prefix_free(folders_by_bucket):
+            writer.flush()
+            _exact_collision_check(writer.partial_path)
+    except BaseException:
+        writer.abort()
+        raise
+    report.sha256 = writer.close()
+    report.elapsed = time.monotonic() - started
+    if report.cap_hit:
+        log.warning(
+            "stopped after n_loops=%d pages of n_keys=%d: more objects remain; plan again after applying, "
+            "or pass --all to lift the cap",
+            settings.n_loops,
+            settings.n_keys,
+        )
+    return report
+
+
+def _folders_prefix_free(folders_by_bucket: dict[str, set[str]]) -> bool:
+    """True if no destination folder is a proper prefix of another in the same bucket.
+
+    Then two moves can only share a destination key if they share the folder and the relative path, i.e.
+    are the same source key. In sorted order a prefix is always directly followed by a key it prefixes.
+    """
+    for folders in folders_by_bucket.values():
+        ordered = sorted(folders)
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            if b.startswith(a):
+                return False
+    return True
+
+
+def _exact_collision_check(manifest_tmp: str) -> None:
+    """Find two moves with the same destination using an on-disk SQLite index (flat memory)."""
+    log.info("destination folders nest: running the exact collision check")
+    fd, db_path = tempfile.mkstemp(suffix=".sqlite", prefix="s3seg-collisions-")
+    os.close(fd)
+    try:
+        db = sqlite3.connect(db_path)
+        db.execute("CREATE TABLE d (bucket TEXT, key TEXT, id INTEGER, PRIMARY KEY (bucket, key))")
+        with open(manifest_tmp, "rb") as f:
+            next(f)
+            for raw in f:
+                e = json.loads(raw)
+                try:
+                    db.execute("INSERT INTO d VALUES (?, ?, ?)", (e["dst_bucket"], e["dst_key"], e["id"]))
+                except sqlite3.IntegrityError:
+                    (other,) = db.execute(
+                        "SELECT id FROM d WHERE bucket = ? AND key = ?", (e["dst_bucket"], e["dst_key"])
+                    ).fetchone()
+                    raise PlanError(
+                        f"two sources map to one destination s3://{e['dst_bucket']}/{e['dst_key']} "
+                        f"(entries {other} and {e['id']}, the second from {e['src_key']!r}); "
+                        "make the s3_segregated_dir template end with '/' so folders cannot nest"
+                    ) from None
+        db.close()
+    finally:
+        os.unlink(db_path)
+
+
+def read_header(path: str) -> dict[str, Any]:
+    """The verified header of the manifest at ``path``."""
+    return Manifest(path).info.header
+
+
+__all__ = ["PlanReport", "Skip", "plan", "read_header"]

@@ -1,0 +1,446 @@
+"""The only module that talks to S3: builds clients and wraps the calls s3seg needs.
+
+Owns: client construction from a picklable ``ClientSpec`` (never a client or credentials across a process
+boundary), the explicit botocore retry configuration, the handful of S3 calls (list, head, copy, multipart
+copy, delete, batch delete), the probe of which conditional headers a store enforces, and the translation of
+every botocore error into ``StorageError`` (here and nowhere else).
+
+Must not: decide what a result means for a move; ``moves`` does that.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from s3seg.errors import StorageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+log = logging.getLogger(__name__)
+
+# Error codes that mean "try the same request again later".
+_RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+    }
+)
+ARCHIVED_CODES = frozenset({"InvalidObjectState", "ObjectNotInActiveTierError"})
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+PRECONDITION_CODES = frozenset({"412", "PreconditionFailed"})
+# XML 1.0 cannot carry these, so DeleteObjects may choke on such keys: delete them one by one.
+_XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientSpec:
+    """How to build an S3 client. Picklable and credential-free: each process builds its own client."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    max_pool_connections: int = 10
+    max_attempts: int = 8
+    retry_mode: str = "standard"
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+
+
+def make_client(spec: ClientSpec) -> S3Client:
+    """A boto3 S3 client built in the calling process from the standard credential chain."""
+    session = boto3.session.Session(profile_name=spec.profile, region_name=spec.region)
+    config = botocore.config.Config(
+        max_pool_connections=spec.max_pool_connections,
+        retries={"mode": spec.retry_mode, "total_max_attempts": spec.max_attempts},  # type: ignore[typeddict-item]
+        connect_timeout=spec.connect_timeout,
+        read_timeout=spec.read_timeout,
+        s3={"addressing_style": "path"} if spec.endpoint_url else None,
+        # Checksums only where the API demands one (DeleteObjects): we never upload bodies, and computing
+        # them on every request costs client CPU for nothing.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return session.client("s3", endpoint_url=spec.endpoint_url, config=config)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listed:
+    """One object from a listing page."""
+
+    key: str
+    size: int
+    etag: str
+    storage_class: str
+    last_modified: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObjectInfo:
+    """What HEAD says about an object."""
+
+    etag: str
+    size: int
+    storage_class: str = "STANDARD"
+    content_type: str = ""
+    metadata: dict[str, str] | None = None
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    bucket_key_enabled: bool | None = None
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Capabilities:
+    """Which conditional headers the store enforces (True) or silently ignores (False)."""
+
+    copy_if_match: bool  # CopyObject CopySourceIfMatch
+    copy_if_none_match: bool  # CopyObject IfNoneMatch="*"
+    delete_if_match: bool  # DeleteObject IfMatch
+    batch_delete_etag: bool  # DeleteObjects per-object ETag
+
+    @classmethod
+    def trusted(cls) -> Capabilities:
+        return cls(copy_if_match=True, copy_if_none_match=True, delete_if_match=True, batch_delete_etag=True)
+
+    @classmethod
+    def none(cls) -> Capabilities:
+        return cls(copy_if_match=False, copy_if_none_match=False, delete_if_match=False, batch_delete_etag=False)
+
+    def describe(self) -> str:
+        def word(flag: bool) -> str:
+            return "server-enforced" if flag else "client-checked"
+
+        return (
+            f"copy source version: {word(self.copy_if_match)}; no-overwrite on copy: "
+            f"{word(self.copy_if_none_match)}; delete condition: "
+            f"{'batched, server-enforced' if self.batch_delete_etag else word(self.delete_if_match)}"
+        )
+
+
+def translate(exc: Exception, op: str, bucket: str, key: str) -> StorageError:
+    """botocore exception -> StorageError. The single place low-level errors are interpreted."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code") or "Unknown")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code.isdigit() and code == "404":
+            code = "NoSuchKey"
+        if code == "412":
+            code = "PreconditionFailed"
+        retryable = code in _RETRYABLE_CODES or (isinstance(status, int) and status >= 500)
+        return StorageError(op, bucket, key, code, str(err.get("Message", "")), status=status, retryable=retryable)
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        # Transport errors: the request may or may not have been applied; the item protocol re-checks.
+        return StorageError(op, bucket, key, type(exc).__name__, str(exc), retryable=True)
+    raise exc
+
+
+def quoted(etag: str) -> str:
+    """ETags in one canonical form, quoted as S3 sends them (SeaweedFS drops the quotes on copy results)."""
+    return etag if etag.startswith('"') or etag.startswith('W/"') else f'"{etag}"'
+
+
+def is_xml_safe(key: str) -> bool:
+    return _XML_UNSAFE.search(key) is None
+
+
+class Storage:
+    """A thin, typed facade over one boto3 client (thread-safe, like the client)."""
+
+    def __init__(self, client: S3Client) -> None:
+        self.client = client
+
+    # -- reading ----------------------------------------------------------------------------------------------
+    def list_pages(
+        self, bucket: str, prefix: str, *, delimiter: str = "", page_size: int = 1000, start_after: str = ""
+    ) -> Iterator[list[Listed]]:
+        """Yield listing pages of at most ``page_size`` objects, in key order (common prefixes dropped)."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        while True:
+            try:
+                page = self.client.list_objects_v2(**kwargs)
+            except Exception as exc:
+                raise translate(exc, "ListObjectsV2", bucket, prefix) from None
+            yield [
+                Listed(
+                    key=obj["Key"],
+                    size=obj["Size"],
+                    etag=quoted(obj["ETag"]),
+                    storage_class=obj.get("StorageClass", "STANDARD"),
+                    last_modified=obj["LastModified"].isoformat(),
+                )
+                for obj in page.get("Contents", ())
+            ]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            kwargs["ContinuationToken"] = token
+            kwargs.pop("StartAfter", None)
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        """HEAD an object; None if it does not exist."""
+        try:
+            r = self.client.head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            err = translate(exc, "HeadObject", bucket, key)
+            if err.code in NOT_FOUND_CODES:
+                return None
+            raise err from None
+        return ObjectInfo(
+            etag=quoted(r["ETag"]),
+            size=r["ContentLength"],
+            storage_class=r.get("StorageClass", "STANDARD"),
+            content_type=r.get("ContentType", ""),
+            metadata=r.get("Metadata", {}),
+            sse=r.get("ServerSideEncryption"),
+            sse_kms_key_id=r.get("SSEKMSKeyId"),
+            bucket_key_enabled=r.get("BucketKeyEnabled"),
+            raw=dict(r),
+        )
+
+    def tagging(self, bucket: str, key: str) -> str:
+        """The object's tags as a URL-encoded query string (what CreateMultipartUpload takes)."""
+        from urllib.parse import urlencode
+
+        try:
+            r = self.client.get_object_tagging(Bucket=bucket, Key=key)
+        except Exception as exc:
+            raise translate(exc, "GetObjectTagging", bucket, key) from None
+        return urlencode([(t["Key"], t["Value"]) for t in r.get("TagSet", [])])
+
+    # -- writing ----------------------------------------------------------------------------------------------
+    def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        if_match: str | None,
+        if_none_match: bool,
+        storage_class: str,
+        sse: dict[str, Any] | None = None,
+    ) -> str:
+        """CopyObject keeping metadata, Content-Type and tags; returns the new object's ETag.
+
+        ``CopySource`` is a dict, never a string: botocore then encodes the key exactly once, so keys with
+        ``+``, ``%2B``, ``?versionId=`` or unicode copy the right object (S3-FACTS "Copy").
+        """
+        kwargs: dict[str, Any] = {
+            "Bucket": dst_bucket,
+            "Key": dst_key,
+            "CopySource": {"Bucket": src_bucket, "Key": src_key},
+            "MetadataDirective": "COPY",
+            "TaggingDirective": "COPY",
+        }
+        if if_match:
+            kwargs["CopySourceIfMatch"] = if_match
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        if storage_class and storage_class != "STANDARD":
+            kwargs["StorageClass"] = storage_class
+        if sse:
+            kwargs.update(sse)
+        try:
+            r = self.client.copy_object(**kwargs)
+        except Exception as exc:
+            raise translate(exc, "CopyObject", dst_bucket, dst_key) from None
+        return quoted(str(r["CopyObjectResult"]["ETag"]))
+
+    def multipart_copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        source: ObjectInfo,
+        if_match: str | None,
+        if_none_match: bool,
+        part_size: int,
+        sse: dict[str, Any] | None = None,
+    ) -> str:
+        """Copy an object too large for CopyObject (or above the configured threshold) part by part.
+
+        A multipart copy does not carry metadata or tags by itself: they are sent explicitly from ``source``'s
+        HEAD and its tagging. Every part copy is conditioned on the planned source ETag, so a source changed
+        mid-way fails the copy instead of stitching two versions together. On any failure the upload is
+        aborted, leaving no destination object.
+        """
+        raw = source.raw or {}
+        create: dict[str, Any] = {"Bucket": dst_bucket, "Key": dst_key, "Metadata": source.metadata or {}}
+        for field in ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl"):
+            if raw.get(field):
+                create[field] = raw[field]
+        if raw.get("Expires"):
+            create["Expires"] = raw["Expires"]
+        if source.storage_class and source.storage_class != "STANDARD":
+            create["StorageClass"] = source.storage_class
+        tags = self.tagging(src_bucket, src_key)
+        if tags:
+            create["Tagging"] = tags
+        if sse:
+            create.update(sse)
+        try:
+            upload_id = self.client.create_multipart_upload(**create)["UploadId"]
+        except Exception as exc:
+            raise translate(exc, "CreateMultipartUpload", dst_bucket, dst_key) from None
+        try:
+            parts = []
+            for number, start in enumerate(range(0, source.size, part_size), start=1):
+                end = min(start + part_size, source.size) - 1
+                part: dict[str, Any] = {
+                    "Bucket": dst_bucket,
+                    "Key": dst_key,
+                    "UploadId": upload_id,
+                    "PartNumber": number,
+                    "CopySource": {"Bucket": src_bucket, "Key": src_key},
+                    "CopySourceRange": f"bytes={start}-{end}",
+                }
+                if if_match:
+                    part["CopySourceIfMatch"] = if_match
+                try:
+                    r = self.client.upload_part_copy(**part)
+                except Exception as exc:
+                    raise translate(exc, "UploadPartCopy", dst_bucket, dst_key) from None
+                parts.append({"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]})
+            complete: dict[str, Any] = {
+                "Bucket": dst_bucket,
+                "Key": dst_key,
+                "UploadId": upload_id,
+                "MultipartUpload": {"Parts": parts},
+            }
+            if if_none_match:
+                complete["IfNoneMatch"] = "*"
+            try:
+                r2 = self.client.complete_multipart_upload(**complete)
+            except Exception as exc:
+                raise translate(exc, "CompleteMultipartUpload", dst_bucket, dst_key) from None
+            return quoted(str(r2["ETag"]))
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=dst_bucket, Key=dst_key, UploadId=upload_id)
+            except Exception:  # noqa: BLE001 - best effort; a stale upload holds no visible object
+                log.warning("could not abort multipart upload %s for s3://%s/%s", upload_id, dst_bucket, dst_key)
+            raise
+
+    def delete(self, bucket: str, key: str, *, if_match: str | None = None) -> None:
+        """DeleteObject, conditioned on the ETag where given (never by VersionId: that destroys data)."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if if_match:
+            kwargs["IfMatch"] = if_match
+        try:
+            self.client.delete_object(**kwargs)
+        except Exception as exc:
+            raise translate(exc, "DeleteObject", bucket, key) from None
+
+    def delete_batch(self, bucket: str, items: list[tuple[str, str | None]]) -> dict[str, StorageError]:
+        """DeleteObjects for up to 1,000 (key, etag-or-None); returns the per-key errors (empty: all deleted).
+
+        S3 answers 200 even when keys fail, so every ``Errors`` entry is turned into a ``StorageError``. A key
+        missing from both ``Deleted`` and ``Errors`` is reported as an error too: never assume success.
+        """
+        if not items:
+            return {}
+        objects: list[dict[str, Any]] = []
+        for key, etag in items:
+            obj: dict[str, Any] = {"Key": key}
+            if etag:
+                obj["ETag"] = etag
+            objects.append(obj)
+        try:
+            r = self.client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": False})  # type: ignore[typeddict-item]
+        except Exception as exc:
+            err = translate(exc, "DeleteObjects", bucket, items[0][0])
+            return {key: err for key, _ in items}
+        errors: dict[str, StorageError] = {}
+        for e in r.get("Errors", ()):
+            key = e.get("Key", "")
+            code = e.get("Code", "Unknown")
+            errors[key] = StorageError(
+                "DeleteObjects", bucket, key, code, e.get("Message", ""), retryable=code in _RETRYABLE_CODES
+            )
+        deleted = {d.get("Key") for d in r.get("Deleted", ())}
+        for key, _ in items:
+            if key not in deleted and key not in errors:
+                errors[key] = StorageError(
+                    "DeleteObjects", bucket, key, "NotConfirmed", "not in the response", retryable=True
+                )
+        return errors
+
+    def put(self, bucket: str, key: str, body: bytes, *, if_none_match: bool = False) -> str:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body}
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        try:
+            return quoted(str(self.client.put_object(**kwargs)["ETag"]))
+        except Exception as exc:
+            raise translate(exc, "PutObject", bucket, key) from None
+
+    # -- capabilities -----------------------------------------------------------------------------------------
+    def probe(self, bucket: str, prefix: str = ".s3seg-probe/") -> Capabilities:
+        """Find out which conditional headers this store enforces, with scratch objects under ``prefix``.
+
+        Each check sends a request that an enforcing store must refuse with 412; a store that answers 200
+        instead ignores the header, and s3seg then checks that condition itself (HEAD) before acting.
+        Everything created here is deleted again.
+        """
+        base = f"{prefix}{uuid.uuid4().hex}/"
+        a, b, c = base + "a", base + "b", base + "c"
+        wrong = '"00000000000000000000000000000000"'
+        created = [a, b]
+        try:
+            self.put(bucket, a, b"s3seg probe a")
+            self.put(bucket, b, b"s3seg probe b")
+            copy_if_match = self._refused(lambda: self.copy(bucket, a, bucket, c, if_match=wrong, if_none_match=False, storage_class=""))
+            created.append(c)
+            copy_if_none_match = self._refused(
+                lambda: self.copy(bucket, a, bucket, b, if_match=None, if_none_match=True, storage_class="")
+            )
+            delete_if_match = self._refused(lambda: self.delete(bucket, a, if_match=wrong))
+            errors = self.delete_batch(bucket, [(b, wrong)])
+            batch_delete_etag = b in errors and errors[b].code in PRECONDITION_CODES
+        finally:
+            for key in created:
+                try:
+                    self.delete(bucket, key)
+                except StorageError:
+                    log.warning("could not delete probe object s3://%s/%s", bucket, key)
+        return Capabilities(
+            copy_if_match=copy_if_match,
+            copy_if_none_match=copy_if_none_match,
+            delete_if_match=delete_if_match,
+            batch_delete_etag=batch_delete_etag,
+        )
+
+    @staticmethod
+    def _refused(call: Any) -> bool:
+        try:
+            call()
+        except StorageError as err:
+            if err.code in PRECONDITION_CODES:
+                return True
+            if err.code in ("NotImplemented", "InvalidArgument", "InvalidRequest", "501"):
+                return False
+            raise
+        return False

