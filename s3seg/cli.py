@@ -125,7 +125,11 @@ def setup_logging(log_file: str | None, verbose: bool) -> None:
         root.removeHandler(h)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
     if log_file:
-        fh = logging.FileHandler(os.path.expanduser(log_file), encoding="utf-8")
+        path = config_mod.resolve_log_file(log_file, datetime.now())  # strftime, as the original did
+        try:
+            fh = logging.FileHandler(path, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write the log file {path}: {exc.strerror}") from None
         fh.setFormatter(fmt)
         root.addHandler(fh)
     sh = logging.StreamHandler(sys.stderr)
