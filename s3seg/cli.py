@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -368,7 +367,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> ExitCode:
     progress = Progress(not args.no_progress and not args.dry_run, cmd)
     verb: Callable[..., commands.ExecResult] = commands.apply if cmd == "apply" else commands.rollback
     try:
-        result = verb(args.manifest, _exec_opts(args), _target(args), on_start=progress.start, on_progress=progress.advance)
+        result = verb(
+            args.manifest, _exec_opts(args), _target(args), on_start=progress.start, on_progress=progress.advance
+        )
     finally:
         progress.close()
     _log_exec(result)
@@ -416,5 +417,3 @@ def run_cli(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-

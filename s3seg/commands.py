@@ -269,9 +269,7 @@ def apply(manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target 
     return execute_manifest(APPLY, manifest_path, opts, target, **kw)
 
 
-def rollback(
-    manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **kw: Any
-) -> ExecResult:
+def rollback(manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **kw: Any) -> ExecResult:
     """Undo what the manifest's journal says apply did, leaving everything else untouched."""
     return execute_manifest(ROLLBACK, manifest_path, opts, target, **kw)
 

@@ -248,5 +248,3 @@ def execute(
         journal.sync()
         report.elapsed = time.monotonic() - start
     return report
-
-

@@ -72,7 +72,9 @@ APPLY_DONE = frozenset({Status.DONE, Status.DEDUPED, Status.ALREADY_DONE})
 APPLY_CONFLICTS = frozenset({Status.CONFLICT_SOURCE_CHANGED, Status.CONFLICT_DEST_DIFFERS})
 APPLY_FAILURES = frozenset({Status.FAILED_MISSING, Status.FAILED, Status.SKIPPED_ARCHIVED})
 # Apply states in which a copy or a delete may have happened: what rollback must look at.
-APPLY_TOUCHED = frozenset({Status.INTENT, Status.COPIED, Status.DONE, Status.DEDUPED, Status.ALREADY_DONE, Status.FAILED})
+APPLY_TOUCHED = frozenset(
+    {Status.INTENT, Status.COPIED, Status.DONE, Status.DEDUPED, Status.ALREADY_DONE, Status.FAILED}
+)
 ROLLBACK_DONE = frozenset({Status.ROLLED_BACK, Status.R_NOT_MOVED})
 ROLLBACK_OPEN = frozenset(
     {
@@ -213,7 +215,7 @@ class Journal:
 
     def _open(self, manifest_sha256: str, manifest_name: str, entries: int) -> tuple[JournalState, IO[bytes]]:
         if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
-            f = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+            new: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 - closed in close()
             header = {
                 "type": "header",
                 "format": FORMAT,
@@ -221,11 +223,12 @@ class Journal:
                 "manifest": manifest_name,
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
             }
-            f.write(json.dumps(header).encode() + b"\n")
-            _durable(f)
-            return JournalState(entries), f
+            new.write(json.dumps(header).encode() + b"\n")
+            _durable(new)
+            _fsync_dir(self.path)  # the new file's directory entry must survive a crash too
+            return JournalState(entries), new
         state, good_end = replay(self.path, manifest_sha256=manifest_sha256, entries=entries)
-        f = open(self.path, "r+b")  # noqa: SIM115
+        f: IO[bytes] = open(self.path, "r+b")  # noqa: SIM115
         if good_end < os.path.getsize(self.path):
             # A torn last record from a crash: drop it. Its ids keep their earlier state and are re-checked.
             f.truncate(good_end)
@@ -309,6 +312,14 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _durable(f: IO[bytes]) -> None:

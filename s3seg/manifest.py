@@ -16,6 +16,7 @@ Must not: know about S3 clients, the journal or execution.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -133,10 +134,8 @@ class ManifestWriter:
     def abort(self) -> None:
         """Drop the partial manifest (a failed plan leaves nothing behind)."""
         self._file.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
-        except FileNotFoundError:
-            pass
 
 
 def _fsync_dir(path: str) -> None:

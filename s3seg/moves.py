@@ -20,6 +20,7 @@ Must not: touch the journal, or catch botocore errors (``storage`` translates th
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import random
 import time
@@ -215,15 +216,16 @@ def _copy_attempt(st: Storage, task: Task, opts: Options, attempt: int) -> Resul
         return Result(task.id, Kind.COPIED, etag)
     if caps.delete_if_match:
         # We copied some other version of the source. Take back exactly our own copy (by its ETag).
-        try:
+        with contextlib.suppress(StorageError):
             st.delete(task.dst_bucket, task.dst_key, if_match=etag)
-        except StorageError:
-            pass
     return Result(task.id, Kind.SOURCE_CHANGED, detail="source changed during the copy")
 
 
 def delete_sources(
-    st: Storage, items: list[tuple[Task, Result]], opts: Options, run: Callable[[Callable[[Task], Result], list[Task]], list[Result]]
+    st: Storage,
+    items: list[tuple[Task, Result]],
+    opts: Options,
+    run: Callable[[Callable[[Task], Result], list[Task]], list[Result]],
 ) -> list[Result]:
     """Delete the sources of proven copies; ``run`` maps a per-task function over tasks (the thread pool).
 

@@ -106,8 +106,8 @@ def extract_date(name: str, pattern: re.Pattern[str], datetime_format: str) -> t
     """Date embedded in a file name: the regex's groups concatenated, parsed with ``datetime_format``.
 
     The pattern is searched in the file name (the key's last path segment), so anchor it with ``^`` to match
-    from the start. Returns ``(date, "")`` or ``(None, why)``. A pattern without groups uses the whole match. Groups that did not
-    participate in the match count as empty strings (as the original's ``"".join(m.groups(""))``).
+    from the start. Returns ``(date, "")`` or ``(None, why)``. A pattern without groups uses the whole match.
+    Groups that did not participate in the match count as empty strings.
     """
     m = pattern.search(name)
     if m is None:

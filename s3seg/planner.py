@@ -13,6 +13,7 @@ Must not: write to S3.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -162,7 +163,7 @@ def _folders_prefix_free(folders_by_bucket: dict[str, set[str]]) -> bool:
     """
     for folders in folders_by_bucket.values():
         ordered = sorted(folders)
-        for a, b in zip(ordered, ordered[1:], strict=False):
+        for a, b in itertools.pairwise(ordered):
             if b.startswith(a):
                 return False
     return True

@@ -44,6 +44,8 @@ _RETRYABLE_CODES = frozenset(
 ARCHIVED_CODES = frozenset({"InvalidObjectState", "ObjectNotInActiveTierError"})
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 PRECONDITION_CODES = frozenset({"412", "PreconditionFailed"})
+# What a botocore call can raise: service errors and transport errors. Nothing else is caught here.
+_BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 # XML 1.0 cannot carry these, so DeleteObjects may choke on such keys: delete them one by one.
 _XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -67,7 +69,7 @@ def make_client(spec: ClientSpec) -> S3Client:
     session = boto3.session.Session(profile_name=spec.profile, region_name=spec.region)
     config = botocore.config.Config(
         max_pool_connections=spec.max_pool_connections,
-        retries={"mode": spec.retry_mode, "total_max_attempts": spec.max_attempts},  # type: ignore[typeddict-item]
+        retries={"mode": spec.retry_mode, "total_max_attempts": spec.max_attempts},  # type: ignore[arg-type]
         connect_timeout=spec.connect_timeout,
         read_timeout=spec.read_timeout,
         s3={"addressing_style": "path"} if spec.endpoint_url else None,
@@ -133,7 +135,9 @@ class Capabilities:
         )
 
 
-def translate(exc: Exception, op: str, bucket: str, key: str) -> StorageError:
+def translate(
+    exc: botocore.exceptions.ClientError | botocore.exceptions.BotoCoreError, op: str, bucket: str, key: str
+) -> StorageError:
     """botocore exception -> StorageError. The single place low-level errors are interpreted."""
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
@@ -145,10 +149,8 @@ def translate(exc: Exception, op: str, bucket: str, key: str) -> StorageError:
             code = "PreconditionFailed"
         retryable = code in _RETRYABLE_CODES or (isinstance(status, int) and status >= 500)
         return StorageError(op, bucket, key, code, str(err.get("Message", "")), status=status, retryable=retryable)
-    if isinstance(exc, botocore.exceptions.BotoCoreError):
-        # Transport errors: the request may or may not have been applied; the item protocol re-checks.
-        return StorageError(op, bucket, key, type(exc).__name__, str(exc), retryable=True)
-    raise exc
+    # Transport errors: the request may or may not have been applied; the item protocol re-checks.
+    return StorageError(op, bucket, key, type(exc).__name__, str(exc), retryable=True)
 
 
 def quoted(etag: str) -> str:
@@ -179,7 +181,7 @@ class Storage:
         while True:
             try:
                 page = self.client.list_objects_v2(**kwargs)
-            except Exception as exc:
+            except _BOTO_ERRORS as exc:
                 raise translate(exc, "ListObjectsV2", bucket, prefix) from None
             yield [
                 Listed(
@@ -201,7 +203,7 @@ class Storage:
         """HEAD an object; None if it does not exist."""
         try:
             r = self.client.head_object(Bucket=bucket, Key=key)
-        except Exception as exc:
+        except _BOTO_ERRORS as exc:
             err = translate(exc, "HeadObject", bucket, key)
             if err.code in NOT_FOUND_CODES:
                 return None
@@ -224,7 +226,7 @@ class Storage:
 
         try:
             r = self.client.get_object_tagging(Bucket=bucket, Key=key)
-        except Exception as exc:
+        except _BOTO_ERRORS as exc:
             raise translate(exc, "GetObjectTagging", bucket, key) from None
         return urlencode([(t["Key"], t["Value"]) for t in r.get("TagSet", [])])
 
@@ -263,7 +265,7 @@ class Storage:
             kwargs.update(sse)
         try:
             r = self.client.copy_object(**kwargs)
-        except Exception as exc:
+        except _BOTO_ERRORS as exc:
             raise translate(exc, "CopyObject", dst_bucket, dst_key) from None
         return quoted(str(r["CopyObjectResult"]["ETag"]))
 
@@ -303,7 +305,7 @@ class Storage:
             create.update(sse)
         try:
             upload_id = self.client.create_multipart_upload(**create)["UploadId"]
-        except Exception as exc:
+        except _BOTO_ERRORS as exc:
             raise translate(exc, "CreateMultipartUpload", dst_bucket, dst_key) from None
         try:
             parts = []
@@ -321,7 +323,7 @@ class Storage:
                     part["CopySourceIfMatch"] = if_match
                 try:
                     r = self.client.upload_part_copy(**part)
-                except Exception as exc:
+                except _BOTO_ERRORS as exc:
                     raise translate(exc, "UploadPartCopy", dst_bucket, dst_key) from None
                 parts.append({"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]})
             complete: dict[str, Any] = {
@@ -334,13 +336,13 @@ class Storage:
                 complete["IfNoneMatch"] = "*"
             try:
                 r2 = self.client.complete_multipart_upload(**complete)
-            except Exception as exc:
+            except _BOTO_ERRORS as exc:
                 raise translate(exc, "CompleteMultipartUpload", dst_bucket, dst_key) from None
             return quoted(str(r2["ETag"]))
         except BaseException:
             try:
                 self.client.abort_multipart_upload(Bucket=dst_bucket, Key=dst_key, UploadId=upload_id)
-            except Exception:  # noqa: BLE001 - best effort; a stale upload holds no visible object
+            except _BOTO_ERRORS:  # best effort; a stale upload holds no visible object
                 log.warning("could not abort multipart upload %s for s3://%s/%s", upload_id, dst_bucket, dst_key)
             raise
 
@@ -351,7 +353,7 @@ class Storage:
             kwargs["IfMatch"] = if_match
         try:
             self.client.delete_object(**kwargs)
-        except Exception as exc:
+        except _BOTO_ERRORS as exc:
             raise translate(exc, "DeleteObject", bucket, key) from None
 
     def delete_batch(self, bucket: str, items: list[tuple[str, str | None]]) -> dict[str, StorageError]:
@@ -370,7 +372,7 @@ class Storage:
             objects.append(obj)
         try:
             r = self.client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": False})  # type: ignore[typeddict-item]
-        except Exception as exc:
+        except _BOTO_ERRORS as exc:
             err = translate(exc, "DeleteObjects", bucket, items[0][0])
             return {key: err for key, _ in items}
         errors: dict[str, StorageError] = {}
@@ -394,7 +396,7 @@ class Storage:
             kwargs["IfNoneMatch"] = "*"
         try:
             return quoted(str(self.client.put_object(**kwargs)["ETag"]))
-        except Exception as exc:
+        except _BOTO_ERRORS as exc:
             raise translate(exc, "PutObject", bucket, key) from None
 
     # -- capabilities -----------------------------------------------------------------------------------------
@@ -412,7 +414,9 @@ class Storage:
         try:
             self.put(bucket, a, b"s3seg probe a")
             self.put(bucket, b, b"s3seg probe b")
-            copy_if_match = self._refused(lambda: self.copy(bucket, a, bucket, c, if_match=wrong, if_none_match=False, storage_class=""))
+            copy_if_match = self._refused(
+                lambda: self.copy(bucket, a, bucket, c, if_match=wrong, if_none_match=False, storage_class="")
+            )
             created.append(c)
             copy_if_none_match = self._refused(
                 lambda: self.copy(bucket, a, bucket, b, if_match=None, if_none_match=True, storage_class="")

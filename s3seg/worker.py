@@ -62,7 +62,7 @@ def _safe(fn: Callable[[Task], Result]) -> Callable[[Task], Result]:
     def run(task: Task) -> Result:
         try:
             return fn(task)
-        except Exception as exc:  # noqa: BLE001 - recorded as data, never lost
+        except Exception as exc:
             log.exception("unexpected error on move %s", task.id)
             return Result(task.id, Kind.ERROR, code=type(exc).__name__, detail=str(exc))
 
@@ -86,6 +86,6 @@ def delete_batch(cfg: WorkerConfig, items: list[tuple[Task, Result]]) -> list[Re
 
     try:
         return delete_sources(st, items, cfg.options, run)
-    except Exception as exc:  # noqa: BLE001 - recorded as data, never lost
+    except Exception as exc:
         log.exception("unexpected error in a delete batch")
         return [Result(t.id, Kind.ERROR, code=type(exc).__name__, detail=str(exc)) for t, _ in items]

@@ -16,6 +16,7 @@ readiness means "a bucket can be created and an object written".
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -111,10 +112,8 @@ class Store:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; log: {self._log.name}")
             try:
-                try:
+                with contextlib.suppress(c.exceptions.BucketAlreadyOwnedByYou, c.exceptions.BucketAlreadyExists):
                     c.create_bucket(Bucket="s3seg-ready")
-                except (c.exceptions.BucketAlreadyOwnedByYou, c.exceptions.BucketAlreadyExists):
-                    pass
                 c.put_object(Bucket="s3seg-ready", Key="x", Body=b"x")
                 c.delete_object(Bucket="s3seg-ready", Key="x")
                 self.ready_seconds = time.monotonic() - t0
@@ -139,10 +138,8 @@ class Store:
             self._log.close()
         if self.name == "seaweedfs":
             for sock in glob.glob(os.path.join(tempfile.gettempdir(), "seaweedfs-*-grpc-*.sock")):
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(sock)
-                except OSError:
-                    pass
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
