@@ -203,11 +203,10 @@ def execute(
                 crash_point("before-copied-record")
                 journal.copied(direction, [t.id for t, _ in proven], etags, dedup)  # durable before deletes
                 crash_point("after-copied-record")
-                if stopping:
-                    on_progress(0)  # left COPIED: the next run finishes them
-                else:
-                    fut2 = backend.submit(delete_batch, cfg, proven)
-                    in_flight[fut2] = ("delete", {t.id: r.kind for t, r in proven})
+                # Even when stopping: the delete phase belongs to a batch already in flight, and finishing it
+                # leaves fewer items in COPIED (either way is safe: COPIED items are re-checked on resume).
+                fut2 = backend.submit(delete_batch, cfg, proven)
+                in_flight[fut2] = ("delete", {t.id: r.kind for t, r in proven})
             if finals:
                 record(finals)
         else:
