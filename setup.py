@@ -36,6 +36,7 @@ setup(
             "moto[server]>=5.1",
         ],
         "demo": ["moto[server]>=5.1"],
+        "dask": ["dask[distributed]>=2024.1"],
         "dev": ["mypy>=1.10", "ruff>=0.6", "boto3-stubs[s3]", "lxml-stubs", "types-tqdm"],
     },
     entry_points={"console_scripts": ["s3seg = s3seg.cli:main"]},

@@ -58,6 +58,18 @@ def _exec_flags(p: argparse.ArgumentParser) -> None:
         help="trust the store's conditional headers (server), check with HEAD (client), or probe (auto)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    g.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        default="local",
+        help="run batches on local worker processes (default) or on a Dask cluster (pip install 's3seg[dask]')",
+    )
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler, e.g. tcp://HOST:8786 (with --executor dask; without it a local cluster of "
+        "--processes workers is started)",
+    )
 
 
 def _plan_flags(p: argparse.ArgumentParser) -> None:
@@ -69,6 +81,11 @@ def _plan_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--recursive", action="store_true", help="also plan keys in sub-folders of s3_dir")
     p.add_argument("--all", action="store_true", help="lift the n_loops cap: plan every listed object")
+    p.add_argument(
+        "--inventory",
+        metavar="S3_URL",
+        help="plan from this S3 Inventory report (s3://BUCKET/PATH/manifest.json, CSV) instead of listing s3_dir",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,6 +292,8 @@ def _exec_opts(args: argparse.Namespace) -> commands.ExecOptions:
         conditional_writes=args.conditional_writes,
         dry_run=getattr(args, "dry_run", False),
         log_level=logging.DEBUG if args.verbose else logging.INFO,
+        executor=args.executor,
+        scheduler=args.scheduler,
     )
 
 
@@ -339,7 +358,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> ExitCode:
         target = _target(args)
         if cmd == "plan":
             output = args.output or commands.default_manifest_path(settings, now)
-            report = commands.plan(settings, output, now=now, override=override, unlimited=args.all, target=target)
+            report = commands.plan(
+                settings, output, now=now, override=override, unlimited=args.all, target=target,
+                inventory=args.inventory,
+            )  # fmt: skip
             log.info("plan: %s", json.dumps(plan_summary(report)))
             if args.json:
                 _print(out, json.dumps(plan_summary(report), indent=2))
@@ -350,7 +372,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> ExitCode:
         try:
             report, result = commands.run(
                 settings, now=now, override=override, unlimited=args.all, opts=_exec_opts(args),
-                target=target, on_start=progress.start, on_progress=progress.advance,
+                target=target, on_start=progress.start, on_progress=progress.advance, inventory=args.inventory,
             )  # fmt: skip
         finally:
             progress.close()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from s3seg import inventory as _inventory
 from s3seg.config import Settings
 from s3seg.errors import ManifestError, UsageError
 from s3seg.executor import APPLY, ROLLBACK, Backend, InlineBackend, ProcessBackend, RunReport, execute
@@ -58,6 +59,8 @@ class ExecOptions:
     conditional_writes: str | None = None
     dry_run: bool = False
     log_level: int = logging.INFO
+    executor: str = "local"  # local (process pool) | dask
+    scheduler: str | None = None  # Dask scheduler address; None with executor "dask" starts a LocalCluster
 
 
 @dataclass(slots=True)
@@ -100,11 +103,26 @@ def plan(
     override: datetime | None = None,
     unlimited: bool = False,
     target: Target = Target(),
+    inventory: str | None = None,
 ) -> PlanReport:
-    """List ``s3_dir`` once and write the manifest of moves to ``output``. Read-only on S3."""
-    spec = client_spec(settings.to_dict(), target)
+    """List ``s3_dir`` once and write the manifest of moves to ``output``. Read-only on S3.
+
+    With ``inventory`` (``s3://BUCKET/PATH/manifest.json`` of a CSV S3 Inventory), plan from that report
+    instead of listing.
+    """
+    if inventory:
+        _inventory.parse_url(inventory)  # a malformed URL fails before any S3 client exists
+    spec = client_spec(settings.to_dict(), target, threads=settings.list_workers)
     storage = Storage(make_client(spec))
-    return _plan(settings, storage, output, now=now, override=override, unlimited=unlimited, endpoint=spec.endpoint_url)
+    listing = None
+    if inventory:
+        inv = _inventory.load(storage, inventory)
+        source = settings.source
+        listing = _inventory.pages(storage, inv, bucket=source.bucket, prefix=source.prefix, page_size=settings.n_keys)
+    return _plan(
+        settings, storage, output, now=now, override=override, unlimited=unlimited, endpoint=spec.endpoint_url,
+        listing=listing, listed_from=inventory,
+    )  # fmt: skip
 
 
 # -- apply / rollback -----------------------------------------------------------------------------------------
@@ -194,6 +212,8 @@ def execute_manifest(
 
     if opts.dry_run:
         return _dry_run(direction, manifest, info, journal_path)
+    if backend is None:
+        _check_executor(opts)  # before the journal or any S3 client
 
     with Journal(journal_path, manifest_sha256=info.sha256, manifest_name=name, entries=info.entries) as journal:
         todo = _count_todo(journal.state, direction)
@@ -221,7 +241,7 @@ def execute_manifest(
             )
             own_backend = backend is None
             if backend is None:
-                backend = InlineBackend() if processes == 0 else ProcessBackend(processes, log_level=opts.log_level)
+                backend = _make_backend(opts, processes)
             pending = _pending_apply if direction == APPLY else _pending_rollback
             try:
                 result.report = execute(
@@ -238,6 +258,25 @@ def execute_manifest(
                     backend.shutdown(cancel=True)
         result.totals = {s.label: n for s, n in journal.state.counts().items()}
     return result
+
+
+def _check_executor(opts: ExecOptions) -> None:
+    if opts.executor not in ("local", "dask"):
+        raise UsageError(f"unknown executor {opts.executor!r}: choose local or dask")
+    if opts.executor == "dask":
+        from s3seg.dask_backend import require_distributed
+
+        require_distributed()
+    elif opts.scheduler:
+        raise UsageError("--scheduler is for --executor dask")
+
+
+def _make_backend(opts: ExecOptions, processes: int) -> Backend:
+    if opts.executor == "dask":
+        from s3seg.dask_backend import DaskBackend
+
+        return DaskBackend(opts.scheduler, processes=max(processes, 1), log_level=opts.log_level)
+    return InlineBackend() if processes == 0 else ProcessBackend(processes, log_level=opts.log_level)
 
 
 def _buckets(manifest: Manifest, direction: str) -> Iterator[str]:
@@ -319,9 +358,12 @@ def run(
     target: Target = Target(),
     on_start: Callable[[int], None] = lambda n: None,
     on_progress: Callable[[int], None] = lambda n: None,
+    inventory: str | None = None,
 ) -> tuple[PlanReport, ExecResult]:
     """Plan then apply in one go (the original tool's cron usage). Keeps manifest and journal for resume."""
+    if not opts.dry_run:
+        _check_executor(opts)  # a missing Dask fails before the plan, not after it
     path = output or default_manifest_path(settings, now)
-    report = plan(settings, path, now=now, override=override, unlimited=unlimited, target=target)
+    report = plan(settings, path, now=now, override=override, unlimited=unlimited, target=target, inventory=inventory)
     result = apply(path, opts, target, on_start=on_start, on_progress=on_progress)
     return report, result

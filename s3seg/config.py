@@ -92,6 +92,7 @@ class Settings:
     retry_mode: str = "standard"
     item_retries: int = 5  # whole-item retries above botocore for throttling / 5xx / transport errors
     batch_size: int = 500  # moves per batch handed to a worker process (<= 1000: one DeleteObjects)
+    list_workers: int = 1  # threads listing s3_dir in parallel StartAfter ranges (1 = one serial listing)
     state_dir: str = "."  # where `s3seg run` keeps its manifests and journals
 
     @property
@@ -319,6 +320,7 @@ _PARAMETERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "retry_mode": ("retry_mode", str),
     "item_retries": ("item_retries", int),
     "batch_size": ("batch_size", int),
+    "list_workers": ("list_workers", int),
     "state_dir": ("state_dir", _state_dir),
 }
 

@@ -96,7 +96,8 @@ class StorageError(S3SegError):
     """One S3 request failed for good (after botocore's retries).
 
     ``code`` is the S3 error code (``AccessDenied``, ``SlowDown``, ...) or the exception class name for
-    transport errors; ``retryable`` says whether trying the whole item again later may succeed.
+    transport errors; ``retryable`` says whether trying the whole item again later may succeed; ``retried``
+    that botocore retried the request, so this error may answer a repeat of our own applied request.
     """
 
     exit_code = ExitCode.ITEMS_FAILED
@@ -111,6 +112,7 @@ class StorageError(S3SegError):
         *,
         status: int | None = None,
         retryable: bool = False,
+        retried: bool = False,
     ) -> None:
         self.op = op
         self.bucket = bucket
@@ -118,4 +120,5 @@ class StorageError(S3SegError):
         self.code = code
         self.status = status
         self.retryable = retryable
+        self.retried = retried  # botocore sent the request more than once: an earlier try may have applied
         super().__init__(f"{op} s3://{bucket}/{key}: {code}{': ' + message if message else ''}")

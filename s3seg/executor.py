@@ -11,7 +11,7 @@ same idempotent protocol. The number of batches in flight is bounded (back-press
 with the manifest.
 
 The pool is behind a small ``Backend`` seam: ``InlineBackend`` (no processes: in-process tests and debugging),
-``ProcessBackend`` (a ``ProcessPoolExecutor`` of spawned workers), and the Dask backend in ``s3seg.dask``.
+``ProcessBackend`` (a ``ProcessPoolExecutor`` of spawned workers), and the Dask backend in ``s3seg.dask_backend``.
 
 Must not: parse CLI arguments, print, or draw progress bars (``on_progress`` is a callback).
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -107,7 +108,10 @@ class ProcessBackend:
         self._listener = QueueListener(self._queue, _ForwardToLogging(), respect_handler_level=False)
         self._listener.start()
         self._pool = ProcessPoolExecutor(
-            max_workers=processes, mp_context=ctx, initializer=init_process, initargs=(self._queue, log_level)
+            max_workers=processes,
+            mp_context=ctx,
+            initializer=init_process,
+            initargs=(self._queue, log_level, os.getpid()),  # the workers watch this pid: they die with it
         )
         self.slots = processes * 2  # one batch running and one queued per process: no idle gaps
 

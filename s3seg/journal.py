@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from s3seg.crashpoints import crash_point
 from s3seg.errors import JournalError, LockedError
 
 FORMAT = 1
@@ -214,31 +215,38 @@ class Journal:
         self._last_sync = time.monotonic()
 
     def _open(self, manifest_sha256: str, manifest_name: str, entries: int) -> tuple[JournalState, IO[bytes]]:
-        if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
-            new: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 - closed in close()
-            header = {
-                "type": "header",
-                "format": FORMAT,
-                "manifest_sha256": manifest_sha256,
-                "manifest": manifest_name,
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            new.write(json.dumps(header).encode() + b"\n")
-            _durable(new)
-            _fsync_dir(self.path)  # the new file's directory entry must survive a crash too
-            return JournalState(entries), new
-        state, good_end = replay(self.path, manifest_sha256=manifest_sha256, entries=entries)
-        f: IO[bytes] = open(self.path, "r+b")  # noqa: SIM115
-        if good_end < os.path.getsize(self.path):
-            # A torn last record from a crash: drop it. Its ids keep their earlier state and are re-checked.
-            f.truncate(good_end)
-            _durable(f)
-        f.seek(0, os.SEEK_END)
-        return state, f
+        if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
+            state, good_end = replay(self.path, manifest_sha256=manifest_sha256, entries=entries)
+            if good_end > 0:
+                f: IO[bytes] = open(self.path, "r+b")  # noqa: SIM115
+                if good_end < os.path.getsize(self.path):
+                    # A torn last record from a crash: drop it. Its ids keep their earlier state and are
+                    # re-checked.
+                    f.truncate(good_end)
+                    _durable(f)
+                f.seek(0, os.SEEK_END)
+                return state, f
+            # Only a torn header: the crash came while the journal was being created, before any record
+            # (records follow a durable header). Start afresh; appending after a truncated header would leave
+            # a journal that every later open refuses.
+        new: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        header = {
+            "type": "header",
+            "format": FORMAT,
+            "manifest_sha256": manifest_sha256,
+            "manifest": manifest_name,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        new.write(json.dumps(header).encode() + b"\n")
+        _durable(new)
+        _fsync_dir(self.path)  # the new file's directory entry must survive a crash too
+        return JournalState(entries), new
 
     def _append(self, record: dict[str, Any], *, durable: bool) -> None:
         self.state.apply(record)
-        self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        crash_point("journal-append", torn=lambda: _durable_partial(self._file, line[: len(line) // 2]))
+        self._file.write(line)
         if durable:
             _durable(self._file)
             self._unsynced = False
@@ -320,6 +328,12 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _durable_partial(f: IO[bytes], data: bytes) -> None:
+    """Crash tests only: half a record reaches the disk, as when a kill lands in the middle of a write."""
+    f.write(data)
+    _durable(f)
 
 
 def _durable(f: IO[bytes]) -> None:

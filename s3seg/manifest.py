@@ -5,11 +5,12 @@ Layout (one JSON object per line)::
     {"type": "header", "format": 1, "tool": "s3seg", "version": ..., "created": ..., "now": ..., ...}
     {"id": 1, "src_bucket": ..., "src_key": ..., "dst_bucket": ..., "dst_key": ..., "size": ..., ...}
     ...
-    {"type": "trailer", "entries": N, "sha256": "<sha256 of the entry lines' bytes>"}
+    {"type": "trailer", "entries": N, "sha256": "<sha256 of the entry lines' bytes>", "header_sha256": ...}
 
-Entries are numbered 1..N in order; the trailer's count and digest make a truncated, edited, reordered or
-duplicated manifest detectable before anything touches S3. A manifest is written to a temporary file and
-renamed into place only once complete, so a crashed ``plan`` never leaves a plausible-looking half manifest.
+Entries are numbered 1..N in order; the trailer's count and digests (of the entry lines, and of the header
+line, whose endpoint and config apply obeys) make a truncated, edited, reordered or duplicated manifest
+detectable before anything touches S3. A manifest is written to a temporary file and renamed into place only
+once complete, so a crashed ``plan`` never leaves a plausible-looking half manifest.
 
 Must not: know about S3 clients, the journal or execution.
 """
@@ -100,10 +101,12 @@ class ManifestWriter:
         self._file: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
         self._digest = hashlib.sha256()
         self.count = 0
-        self._write_line({"type": "header", "format": FORMAT, **header})
+        self._header_sha256 = self._write_line({"type": "header", "format": FORMAT, **header})
 
-    def _write_line(self, data: dict[str, Any]) -> None:
-        self._file.write(_dumps(data).encode() + b"\n")
+    def _write_line(self, data: dict[str, Any]) -> str:
+        line = _dumps(data).encode() + b"\n"
+        self._file.write(line)
+        return hashlib.sha256(line).hexdigest()
 
     def add(self, move: Move) -> None:
         if move.id != self.count + 1:
@@ -123,7 +126,14 @@ class ManifestWriter:
 
     def close(self) -> str:
         """Finish the manifest; returns the SHA-256 of the whole file (what a journal binds to)."""
-        self._write_line({"type": "trailer", "entries": self.count, "sha256": self._digest.hexdigest()})
+        self._write_line(
+            {
+                "type": "trailer",
+                "entries": self.count,
+                "sha256": self._digest.hexdigest(),
+                "header_sha256": self._header_sha256,
+            }
+        )
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -194,6 +204,7 @@ class Manifest:
         whole = hashlib.sha256()
         entries = hashlib.sha256()
         header: dict[str, Any] | None = None
+        header_sha256 = ""
         trailer: dict[str, Any] | None = None
         count = 0
         with f:
@@ -210,6 +221,7 @@ class Manifest:
                     if data.get("format") != FORMAT:
                         raise self._error(1, f"manifest format {data.get('format')!r} is not supported")
                     header = data
+                    header_sha256 = hashlib.sha256(raw).hexdigest()
                     continue
                 if data.get("type") == "trailer":
                     trailer = data
@@ -234,6 +246,8 @@ class Manifest:
                 f"trailer says {trailer.get('entries')} entries with digest {str(trailer.get('sha256'))[:12]}..., "
                 f"file has {count} with {entries.hexdigest()[:12]}...: the manifest was edited; plan again",
             )
+        if trailer.get("header_sha256") != header_sha256:
+            raise self._error(1, "the header does not match the trailer's digest: the manifest was edited; plan again")
         return ManifestInfo(header=header, entries=count, sha256=whole.hexdigest())
 
     def _parse(self, raw: bytes, lineno: int) -> dict[str, Any]:

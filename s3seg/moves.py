@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from s3seg.crashpoints import crash_point
 from s3seg.errors import StorageError
 from s3seg.storage import (
     ARCHIVED_CODES,
@@ -181,7 +182,9 @@ def _copy_attempt(st: Storage, task: Task, opts: Options, attempt: int) -> Resul
     multipart = task.size > opts.multipart_threshold
     sse: dict[str, Any] | None = None
     source: ObjectInfo | None = None
-    if multipart or opts.preserve_encryption:
+    if multipart or opts.preserve_encryption or not caps.copy_if_match:
+        # The store would copy whatever version is there now (CopySourceIfMatch ignored): check the source is
+        # still the planned version first, or a changed source gets copied ("nothing touched" broken).
         source = st.head(task.src_bucket, task.src_key)
         if source is None or source.etag != task.etag:
             return classify(st, task, attempt)
@@ -204,8 +207,11 @@ def _copy_attempt(st: Storage, task: Task, opts: Options, attempt: int) -> Resul
         if err.code in ARCHIVED_CODES:
             return Result(task.id, Kind.ARCHIVED, code=err.code, detail="archived storage class: restore it first")
         if err.code in PRECONDITION_CODES or err.code in NOT_FOUND_CODES:
-            return classify(st, task, attempt)
+            # After a botocore retry, an identical destination is our own first copy (its answer was lost),
+            # not one that existed before: counting it "theirs" would make rollback keep it (a duplicate).
+            return classify(st, task, attempt + 1 if err.retried else attempt)
         raise
+    crash_point("after-copy-request")  # the copy exists; the worker dies before anyone hears of it
     if etag == task.etag or (caps.copy_if_match and not multipart):
         # Same ETag: same bytes. Or the store enforced CopySourceIfMatch: it copied the planned version.
         return Result(task.id, Kind.COPIED, etag)
@@ -284,6 +290,7 @@ def _delete_single(st: Storage, task: Task, opts: Options) -> Result:
                 src = st.head(task.src_bucket, task.src_key)
                 return Result(task.id, Kind.DELETED) if src is None else _changed_after_copy(task)
             raise
+        crash_point("after-delete-request")
         return Result(task.id, Kind.DELETED)
 
     try:
@@ -312,9 +319,12 @@ def _delete_batched(
         for start in range(0, len(group), 1000):
             chunk = group[start : start + 1000]
             errors = st.delete_batch(bucket, [(t.src_key, t.etag if with_etag else None) for t in chunk])
+            crash_point("after-delete-request")
             for t in chunk:
                 err = errors.get(t.src_key)
-                if err is None:
+                if err is None or err.code in NOT_FOUND_CODES:
+                    # NoSuchKey: already gone (our own earlier delete whose answer was lost, then retried:
+                    # SeaweedFS reports an ETag-conditioned delete of an absent key this way).
                     results.append(Result(t.id, Kind.DELETED))
                 elif err.code in PRECONDITION_CODES:
                     src = st.head(t.src_bucket, t.src_key)

@@ -86,20 +86,33 @@ def fallback_date(now: datetime, time_delay: int, override: datetime | None = No
 def parse_datetime_arg(value: str, datetime_format: str) -> datetime:
     """Parse ``-d/--datetime``: ISO 8601 (``2022-12-31``, ``2022-12-31T10:00``) or the config's format.
 
-    Raises ``ValueError`` naming both accepted forms.
+    Raises ``ValueError`` naming both accepted forms, or when the two forms read different dates (with
+    ``%y%m%d%H``, ``20010203`` is 2020-01-02 03:00, but ISO 8601 basic reads 2001-02-03): guessing would
+    plan every file into the wrong folder.
     """
     text = value.strip()
     try:
-        return datetime.fromisoformat(text)
+        iso: datetime | None = datetime.fromisoformat(text)
     except ValueError:
-        pass
+        iso = None
     try:
-        return datetime.strptime(text, datetime_format)
+        own: datetime | None = datetime.strptime(text, datetime_format)
     except ValueError:
+        own = None
+    if own is None:
+        if iso is None:
+            raise ValueError(
+                f"--datetime {value!r} is neither ISO 8601 (e.g. 2022-12-31T10:00) "
+                f"nor in the config's datetime_format {datetime_format!r}"
+            )
+        return iso
+    if iso is not None and iso != own:
         raise ValueError(
-            f"--datetime {value!r} is neither ISO 8601 (e.g. 2022-12-31T10:00) "
-            f"nor in the config's datetime_format {datetime_format!r}"
-        ) from None
+            f"--datetime {value!r} is ambiguous: ISO 8601 reads {iso.isoformat()}, the config's "
+            f"datetime_format {datetime_format!r} reads {own.isoformat()}; write it as extended ISO 8601 "
+            "(e.g. 2022-12-31T10:00)"
+        )
+    return own
 
 
 def extract_date(name: str, pattern: re.Pattern[str], datetime_format: str) -> tuple[datetime | None, str]:
@@ -139,7 +152,7 @@ _DIRECTIVE_REGEX = {
     "Y": r"\d{4}", "G": r"\d{4}", "y": r"\d{2}", "m": r"\d{2}", "d": r"\d{2}", "H": r"\d{2}",
     "I": r"\d{2}", "M": r"\d{2}", "S": r"\d{2}", "j": r"\d{3}", "U": r"\d{2}", "W": r"\d{2}",
     "V": r"\d{2}", "w": r"\d", "u": r"\d", "f": r"\d{6}", "a": r"[^/]+?", "A": r"[^/]+?",
-    "b": r"[^/]+?", "B": r"[^/]+?", "p": r"[^/]+?", "z": r"(?:[+-]\d{4})?", "Z": r"[^/]*?",
+    "b": r"[^/]+?", "B": r"[^/]+?", "p": r"[^/]+?", "z": r"(?:[+-]\d{4}(?:\d{2}(?:\.\d{6})?)?)?", "Z": r"[^/]*?",
     "c": r".+?", "x": r".+?", "X": r".+?", "%": "%",
 }  # fmt: skip
 

@@ -21,16 +21,19 @@ import sqlite3
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from s3seg import __version__
 from s3seg.config import Settings
-from s3seg.errors import PlanError
+from s3seg.errors import PlanError, UsageError
+from s3seg.journal import journal_path_for
+from s3seg.listing import list_pages
 from s3seg.manifest import Manifest, ManifestWriter, Move
 from s3seg.naming import MAX_KEY_BYTES, Reason, Rule, Skip, destination, skip_reason
-from s3seg.storage import Storage
+from s3seg.storage import Listed, Storage
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,15 @@ def plan(
     override: datetime | None = None,
     unlimited: bool = False,
     endpoint: str | None = None,
+    listing: Iterable[list[Listed]] | None = None,
+    listed_from: str | None = None,
 ) -> PlanReport:
-    """List ``s3_dir`` and write the manifest of moves to ``output``; return what was planned."""
+    """List ``s3_dir`` and write the manifest of moves to ``output``; return what was planned.
+
+    ``listing`` replaces the listing of ``s3_dir`` (pages of objects from an S3 Inventory, say; ``listed_from``
+    names it in the manifest header). It has no delimiter, so keys below sub-folders are skipped by the same
+    direct-child rule (``naming.skip_reason``) unless ``recursive`` is on.
+    """
     started = time.monotonic()
     rule = Rule.from_settings(settings, now=now, override=override)
     header: dict[str, Any] = {
@@ -78,24 +88,44 @@ def plan(
         "endpoint": endpoint,
         "source": settings.source.url,
         "unlimited": unlimited,
+        "listing": listed_from or "ListObjectsV2",
         "config": settings.to_dict(),
     }
     report = PlanReport(manifest_path=output)
-    writer = ManifestWriter(output, header)
+    journal = journal_path_for(output)
+    if os.path.exists(journal):
+        # Replacing that manifest would orphan its journal: rollback needs both, and apply would refuse the pair.
+        raise UsageError(
+            f"{output} has a journal ({journal}): apply or rollback of that manifest still need it; "
+            "write the new plan to another file (-o)"
+        )
+    try:
+        writer = ManifestWriter(output, header)
+    except OSError as exc:  # before any S3 request: a bad -o fails fast and cleanly
+        raise UsageError(f"cannot write the manifest {output}: {exc.strerror or exc}") from None
     folders_by_bucket: dict[str, set[str]] = {}
     try:
-        pages = storage.list_pages(
-            settings.source.bucket,
-            settings.source.prefix,
-            delimiter="" if settings.recursive else "/",
-            page_size=settings.n_keys,
-        )
+        pages = listing
+        if pages is None:
+            pages = list_pages(
+                storage,
+                settings.source.bucket,
+                settings.source.prefix,
+                delimiter="" if settings.recursive else "/",
+                page_size=settings.n_keys,
+                workers=settings.list_workers,
+            )
         src_bucket = settings.source.bucket
+        # Only pages that plan a move count against n_loops: with date folders inside a recursive s3_dir, pages
+        # of already segregated keys (which sort before new files) would otherwise use up the cap in every run,
+        # and no run would ever plan anything.
+        planned_pages = 0
         for page in pages:
-            if not unlimited and settings.n_loops and report.pages >= settings.n_loops:
+            if not unlimited and settings.n_loops and planned_pages >= settings.n_loops:
                 report.cap_hit = True
                 break
             report.pages += 1
+            before = writer.count
             for obj in page:
                 report.listed += 1
                 skip = skip_reason(src_bucket, obj.key, rule)
@@ -136,6 +166,8 @@ def plan(
                     report.folders[name] += 1
                 else:
                     report.folders["(other folders)"] += 1
+            if writer.count > before:
+                planned_pages += 1
         report.planned = writer.count
         if not _folders_prefix_free(folders_by_bucket):
             writer.flush()
@@ -143,7 +175,11 @@ def plan(
     except BaseException:
         writer.abort()
         raise
-    report.sha256 = writer.close()
+    try:
+        report.sha256 = writer.close()
+    except OSError as exc:  # e.g. -o names a directory: nothing is left behind
+        writer.abort()
+        raise UsageError(f"cannot write the manifest {output}: {exc.strerror or exc}") from None
     report.elapsed = time.monotonic() - started
     if report.cap_hit:
         log.warning(

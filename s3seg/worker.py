@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,17 +51,53 @@ def _resources(cfg: WorkerConfig) -> tuple[Storage, ThreadPoolExecutor]:
         return found
 
 
-def init_process(log_queue: Any = None, level: int = logging.INFO) -> None:
-    """ProcessPoolExecutor initializer: ignore Ctrl-C (the parent drains and stops) and log via the queue."""
+_parent_pid: int | None = None  # set in pool workers: they must never outlive the parent (see _orphaned)
+
+
+def init_process(log_queue: Any = None, level: int = logging.INFO, parent_pid: int | None = None) -> None:
+    """ProcessPoolExecutor initializer: ignore Ctrl-C (the parent drains and stops), log via the queue, and
+    exit as soon as the parent is gone.
+
+    ``parent_pid`` is the parent's own ``os.getpid()``: ``os.getppid()`` here is not enough, since a parent
+    killed while this worker was still starting has already been replaced by the reaper (pid 1).
+    """
+    global _parent_pid
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _parent_pid = parent_pid if parent_pid is not None else os.getppid()
+    threading.Thread(target=_watch_parent, args=(_parent_pid,), name="s3seg-parent-watch", daemon=True).start()
     if log_queue is not None:
         root = logging.getLogger()
         root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
         root.setLevel(level)
 
 
+# More "whoever sent this work is gone" checks, consulted with the parent check before every object. The Dask
+# backend adds one per running batch (its driver died, or abandoned the task): a Dask worker outlives drivers.
+stop_checks: list[Callable[[], bool]] = []
+
+
+def _orphaned() -> bool:
+    """True in a pool worker whose parent died (kill -9): its queued batches must not run.
+
+    After the parent's death its journal lock is free, so a re-run or a rollback may already be working on the
+    same moves; a delete from an orphan racing a rollback of the same move could remove both copies. Orphans
+    would also linger forever, blocked on the dead parent's queue.
+    """
+    if _parent_pid is not None and os.getppid() != _parent_pid:
+        return True
+    return any(check() for check in tuple(stop_checks))
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.1)
+    os._exit(1)
+
+
 def _safe(fn: Callable[[Task], Result]) -> Callable[[Task], Result]:
     def run(task: Task) -> Result:
+        if _orphaned():
+            os._exit(1)  # checked before every object: no request starts after the parent died
         try:
             return fn(task)
         except Exception as exc:
@@ -72,20 +110,28 @@ def _safe(fn: Callable[[Task], Result]) -> Callable[[Task], Result]:
 def copy_batch(cfg: WorkerConfig, tasks: list[Task]) -> list[Result]:
     """Copy phase over a batch, on this process's thread pool."""
     crash_point("worker-copy")
+    if _orphaned():
+        os._exit(1)  # a batch queued by a parent that has since died
     st, pool = _resources(cfg)
-    return list(pool.map(_safe(lambda t: copy_phase(st, t, cfg.options)), tasks))
+    results = list(pool.map(_safe(lambda t: copy_phase(st, t, cfg.options)), tasks))
+    crash_point("worker-copied")  # every copy of the batch made, none reported to the parent
+    return results
 
 
 def delete_batch(cfg: WorkerConfig, items: list[tuple[Task, Result]]) -> list[Result]:
     """Delete phase over a batch of proven copies."""
     crash_point("worker-delete")
+    if _orphaned():
+        os._exit(1)
     st, pool = _resources(cfg)
 
     def run(fn: Callable[[Task], Result], tasks: list[Task]) -> list[Result]:
         return list(pool.map(_safe(fn), tasks))
 
     try:
-        return delete_sources(st, items, cfg.options, run)
+        results = delete_sources(st, items, cfg.options, run)
+        crash_point("worker-deleted")  # every source of the batch deleted, none reported to the parent
+        return results
     except Exception as exc:
         log.exception("unexpected error in a delete batch")
         return [Result(t.id, Kind.ERROR, code=type(exc).__name__, detail=str(exc)) for t, _ in items]

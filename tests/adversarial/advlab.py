@@ -1,0 +1,360 @@
+"""Helpers of the adversarial suite: ``Lab`` (one scenario on one store, behind one fault proxy) and checks.
+
+``Lab`` is one scenario: a fresh bucket on a store, objects seeded straight into it, a config whose
+``endpoint_url`` is this test's ``FaultProxy`` (so every s3seg request, from every worker process, crosses the
+proxy and is counted), an in-process plan, CLI runs as real subprocesses (own session, so a test can kill the
+whole process group), and the invariant checks every test ends with:
+
+* ``assert_applied``: every planned object is at its destination exactly once with its bytes, no source is
+  left, nothing else changed (the exact final state);
+* ``assert_rolled_back``: the bucket is exactly as seeded;
+* ``assert_nothing_lost``: at any instant, every seeded object's bytes exist at its source or destination key;
+* ``assert_done_has_proof``: every id the journal records as done has its destination bytes and no source.
+
+The fixtures (``conftest.py``) parametrize the store over ``moto`` (the moto server, in the test process) and
+``seaweedfs`` (a real store from ``scripts/local_s3.py``, started once per session, marked ``seaweedfs``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(HERE.parent))
+
+import local_s3  # noqa: E402
+from faultproxy import FaultProxy  # noqa: E402
+
+from s3seg import commands  # noqa: E402
+from s3seg import config as config_mod  # noqa: E402
+from s3seg.journal import APPLY_DONE, Status, journal_path_for, replay  # noqa: E402
+from s3seg.manifest import Manifest  # noqa: E402
+
+CDR = "CHARGINGCDR_4008-BRCCNH-CCNCDR44-01-Blk0Blk-{n:04d}-{date}-{hour:02d}0511-78.ccn"
+CDR_PATTERN = r"^CHARGINGCDR_.*-(\d{8})-?(\d{2}).*"
+NOW = datetime(2023, 1, 2, 12, 0, 0)
+PROBE_PREFIX = ".s3seg-probe/"
+
+# Settings that keep fault and crash runs short: few botocore attempts (its backoff is ~1 s per retry), a few
+# fast item-level retries above them, small batches so a run has many batches (many crash windows).
+FAST = {"max_attempts": 3, "item_retries": 4, "batch_size": 10, "processes": 2, "n_workers": 4}
+
+
+# -- stores ------------------------------------------------------------------------------------------------------
+@dataclass
+class StoreHandle:
+    name: str
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+    def client(self, **config: Any) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(s3={"addressing_style": "path"}, max_pool_connections=32, **config),
+        )
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
+# -- the scenario ------------------------------------------------------------------------------------------------
+def cdr_name(n: int, date: str = "20221231", hour: int = 10) -> str:
+    return CDR.format(n=n, date=date, hour=hour)
+
+
+def body_for(key: str, seed: int, size: int | None = None) -> bytes:
+    rng = random.Random(f"{seed}:{key}")
+    n = size if size is not None else rng.randint(0, 300)
+    return hashlib.sha256(key.encode()).hexdigest().encode()[: min(n, 64)] + rng.randbytes(max(0, n - 64))
+
+
+def _xml_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@dataclass
+class Lab:
+    store: StoreHandle
+    tmp: Path
+    proxy: FaultProxy
+    bucket: str = ""
+    s3: Any = None
+    seeded: dict[str, bytes] = field(default_factory=dict)
+    manifest: str = ""
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+    _outputs: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+    last_result: Any = None
+    probe_leftovers: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.s3 = self.store.client()
+        self.bucket = f"adv-{uuid.uuid4().hex[:16]}"
+        self.s3.create_bucket(Bucket=self.bucket)
+
+    # -- setup ----------------------------------------------------------------------------------------------
+    def put(self, key: str, body: bytes, **kw: Any) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, **kw)
+        self.seeded[key] = body
+
+    def seed(self, n: int, *, seed: int = 0, errors: int = 3, hours: int = 4) -> dict[str, bytes]:
+        """``n`` CDR files under incoming/ across ``hours`` hour-folders, plus ``errors`` non-matching names."""
+        for i in range(n):
+            key = "incoming/" + cdr_name(i, hour=i % hours)
+            self.put(key, body_for(key, seed))
+        for i in range(errors):
+            key = f"incoming/unmatched-{i:03d}.txt"
+            self.put(key, body_for(key, seed))
+        return dict(self.seeded)
+
+    def config(self, *, name: str = "config.xml", endpoint: str | None = None, **extra: Any) -> Path:
+        values: dict[str, Any] = {
+            "log_file": str(self.tmp / "s3seg.log"),
+            "match_pattern": CDR_PATTERN,
+            "datetime_format": "%Y%m%d%H",
+            "s3_dir": f"s3://{self.bucket}/incoming/",
+            "s3_segregated_dir": f"s3://{self.bucket}/segregated/%Y/%m/%d/%H/",
+            "s3_error_dir": f"s3://{self.bucket}/error/",
+            "n_loops": 0,
+            "state_dir": str(self.tmp),
+            "endpoint_url": endpoint or self.proxy.url,
+            **FAST,
+        }
+        values.update(extra)
+        body = "".join(f"  <{k}>{_xml_escape(str(v))}</{k}>\n" for k, v in values.items() if v is not None)
+        path = self.tmp / name
+        path.write_text(f"<config>\n{body}</config>\n", encoding="utf-8")
+        return path
+
+    def plan(self, name: str = "plan.jsonl", **extra: Any) -> str:
+        """Plan in-process (fast) through the proxy; returns the manifest path."""
+        settings = config_mod.load(self.config(**extra))
+        path = str(self.tmp / name)
+        commands.plan(settings, path, now=NOW, unlimited=True)
+        self.manifest = path
+        self.proxy.reset_counts()  # the counters now count what apply / rollback send
+        return path
+
+    # -- running ---------------------------------------------------------------------------------------------
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3SEG_"))}
+        env.update(self.store.env)
+        env.update(extra)
+        return env
+
+    def spawn(self, *args: str, crash_at: str | None = None, **env: str) -> subprocess.Popen[str]:
+        """``s3seg ARGS`` as a subprocess in its own session (the test may kill the whole group).
+
+        Output goes to files, not pipes: orphaned workers of a killed parent would hold a pipe open.
+        """
+        if crash_at:
+            env["S3SEG_CRASH_AT"] = crash_at
+        n = len(self.procs)
+        out = open(self.tmp / f"run{n}.out", "w+")  # noqa: SIM115 - closed in finish()
+        err = open(self.tmp / f"run{n}.err", "w+")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "s3seg", *args],
+            stdout=out,
+            stderr=err,
+            text=True,
+            env=self.env(**env),
+            start_new_session=True,
+        )
+        self._outputs[proc.pid] = (out, err)
+        self.procs.append(proc)
+        return proc
+
+    def finish(self, proc: subprocess.Popen[str], timeout: float = 120) -> Run:
+        """Wait for the parent, kill what is left of its process group, and collect its output."""
+        try:
+            proc.wait(timeout)
+        finally:
+            self.reap(proc)
+        out, err = self._outputs.pop(proc.pid)
+        texts = []
+        for f in (out, err):
+            f.seek(0)
+            texts.append(f.read())
+            f.close()
+        return Run(proc.returncode, texts[0], texts[1])
+
+    def cli(self, *args: str, timeout: float = 120, crash_at: str | None = None, **env: str) -> Run:
+        return self.finish(self.spawn(*args, crash_at=crash_at, **env), timeout)
+
+    def reap(self, proc: subprocess.Popen[str]) -> None:
+        """Kill whatever is left of a run's process group (orphaned workers after a parent's kill -9)."""
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if proc.poll() is None:
+            proc.wait(10)
+
+    def inline(self, verb: str, *, processes: int = 0) -> int:
+        """``apply`` / ``rollback`` through the Python API in this process (no interpreter start-up): the
+        re-runs after a crash. Returns the exit code the CLI would have returned."""
+        from s3seg.cli import exec_exit_code
+
+        func = commands.apply if verb == "apply" else commands.rollback
+        result = func(self.manifest, commands.ExecOptions(processes=processes))
+        self.last_result = result
+        return int(exec_exit_code(result))
+
+    def exec_args(self, verb: str, *extra: str) -> list[str]:
+        return [verb, self.manifest, "--no-progress", "--json", *extra]
+
+    def apply(self, *extra: str, **kw: Any) -> Run:
+        return self.cli(*self.exec_args("apply", *extra), **kw)
+
+    def rollback(self, *extra: str, **kw: Any) -> Run:
+        return self.cli(*self.exec_args("rollback", *extra), **kw)
+
+    # -- observing -------------------------------------------------------------------------------------------
+    def state(self, *, bodies: bool = True) -> dict[str, bytes]:
+        """Every current object in the bucket (straight to the store, not via the proxy): key -> bytes, or
+        with ``bodies=False`` key -> MD5 hex from the listing's ETag (cheap; compare with ``fingerprint``).
+
+        Scratch objects of the capability probe (``.s3seg-probe/``) are set aside in ``probe_leftovers``: a
+        kill during the probe leaves them behind (reported; they hold no user data).
+        """
+        self.proxy.wait_idle()
+        out: dict[str, bytes] = {}
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.startswith(PROBE_PREFIX):
+                    self.probe_leftovers.add(key)
+                elif bodies:
+                    out[key] = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                else:
+                    out[key] = obj["ETag"].strip('"').encode()
+        return out
+
+    def moves(self) -> list[tuple[int, str, str]]:
+        m = Manifest(self.manifest)
+        m.verify()
+        return [(mv.id, mv.src_key, mv.dst_key) for mv in m.moves()]
+
+    def expected_applied(self) -> dict[str, bytes]:
+        expected = dict(self.seeded)
+        for _, src, dst in self.moves():
+            expected[dst] = expected.pop(src)
+        return expected
+
+    def journal(self) -> Any:
+        info = Manifest(self.manifest).verify()
+        state, _ = replay(journal_path_for(self.manifest), manifest_sha256=info.sha256, entries=info.entries)
+        return state
+
+    def assert_applied(self, *, exclude: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        expected = {k: v for k, v in self.expected_applied().items() if k not in exclude}
+        got = {k: v for k, v in self.state().items() if k not in exclude}
+        assert_same(got, expected)
+
+    def assert_rolled_back(self) -> None:
+        assert_same(self.state(), self.seeded)
+
+    def assert_nothing_lost(self) -> dict[str, bytes]:
+        """Every seeded object's bytes are at its source or its destination; nothing foreign appeared.
+
+        Compares MD5s (the listing's ETags of single-part objects), so it can run at every step cheaply; the
+        final ``assert_applied`` / ``assert_rolled_back`` compare the bytes themselves."""
+        now = self.state(bodies=False)
+        dst_of = {src: dst for _, src, dst in self.moves()}
+        lost = []
+        for src, body in self.seeded.items():
+            dst = dst_of.get(src)
+            fp = fingerprint(body)
+            if now.get(src) != fp and (dst is None or now.get(dst) != fp):
+                lost.append(src)
+        assert not lost, f"{len(lost)} objects lost: {lost[:5]}"
+        allowed = set(self.seeded) | set(dst_of.values())
+        foreign = sorted(set(now) - allowed)
+        assert not foreign, f"unexpected keys appeared: {foreign[:5]}"
+        return now
+
+    def assert_done_has_proof(self) -> int:
+        """Every id the journal calls done: destination holds the bytes and the source is gone."""
+        state = self.journal()
+        now = self.state(bodies=False)
+        bad = []
+        done = 0
+        for mid, src, dst in self.moves():
+            if state.status_of(mid) in APPLY_DONE:
+                done += 1
+                if now.get(dst) != fingerprint(self.seeded[src]) or src in now:
+                    bad.append((mid, state.status_of(mid).label, src))
+        assert not bad, f"recorded done without proof: {bad[:5]}"
+        return done
+
+    def journal_counts(self) -> dict[str, int]:
+        return {s.label: n for s, n in self.journal().counts().items()}
+
+
+def fingerprint(body: bytes) -> bytes:
+    """What ``Lab.state(bodies=False)`` shows for an object with these bytes (single-part ETag = MD5)."""
+    return hashlib.md5(body).hexdigest().encode()
+
+
+def assert_same(got: dict[str, bytes], expected: dict[str, bytes]) -> None:
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    changed = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])
+    assert not (missing or extra or changed), (
+        f"bucket differs: {len(missing)} missing {missing[:3]}, {len(extra)} extra {extra[:3]}, "
+        f"{len(changed)} changed {changed[:3]}"
+    )
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return json.loads(self.out) if self.out.strip().startswith("{") else {}
+
+    def __str__(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.out[-3000:]}\n--- stderr\n{self.err[-3000:]}"
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+__all__ = ["FAST", "NOW", "Lab", "Run", "Status", "StoreHandle", "assert_same", "body_for", "cdr_name", "wait_for"]
