@@ -137,9 +137,12 @@ class Store:
         if self._log is not None:
             self._log.close()
         if self.name == "seaweedfs":
-            for sock in glob.glob(os.path.join(tempfile.gettempdir(), "seaweedfs-*-grpc-*.sock")):
-                with contextlib.suppress(OSError):
-                    os.unlink(sock)
+            # weed leaves /tmp/seaweedfs-*-grpc-<port>.sock behind; remove only those of this server's ports.
+            ports = [arg.split("=", 1)[1] for arg in self.cmd if ".grpc=" in arg]
+            for port in ports:
+                for sock in glob.glob(os.path.join(tempfile.gettempdir(), f"seaweedfs-*-grpc-{port}.sock")):
+                    with contextlib.suppress(OSError):
+                        os.unlink(sock)
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
