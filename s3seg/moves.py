@@ -157,9 +157,20 @@ def classify(st: Storage, task: Task, attempt: int, dst: ObjectInfo | None = Non
         return Result(task.id, Kind.SOURCE_CHANGED, detail=f"source ETag {src.etag} != planned {task.etag}")
     if dst is None:
         raise _Retry("destination vanished between checks")
+    ours = task.resumed or attempt > 0
     if _identical(task, dst):
-        ours = task.resumed or attempt > 0
         return Result(task.id, Kind.IDENTICAL_OURS if ours else Kind.IDENTICAL_THEIRS, dst.etag)
+    # A multipart ETag (ours from a multipart copy whose `copied` record a crash prevented, or a source uploaded
+    # in parts) cannot be compared with a plain one. Only in this rare resumed case, compare the bytes
+    # themselves: proof by content, never by guess.
+    comparable = "-" not in dst.etag and "-" not in task.etag
+    if (
+        ours
+        and dst.size == task.size
+        and not comparable
+        and st.same_content(task.src_bucket, task.src_key, task.dst_bucket, task.dst_key, task.size)
+    ):
+        return Result(task.id, Kind.IDENTICAL_OURS, dst.etag)
     return Result(task.id, Kind.DEST_DIFFERS, detail=f"destination exists with ETag {dst.etag}, size {dst.size}")
 
 

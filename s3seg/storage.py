@@ -243,6 +243,25 @@ class Storage:
         except _BOTO_ERRORS as exc:
             raise translate(exc, "GetObject", bucket, key) from None
 
+    def same_content(
+        self, a_bucket: str, a_key: str, b_bucket: str, b_key: str, size: int, chunk: int = 16 * 1024 * 1024
+    ) -> bool:
+        """True if both objects hold the same ``size`` bytes, compared range by range (flat memory)."""
+        for start in range(0, size, chunk):
+            rng = f"bytes={start}-{min(start + chunk, size) - 1}"
+            parts = []
+            for bucket, key in ((a_bucket, a_key), (b_bucket, b_key)):
+                try:
+                    parts.append(self.client.get_object(Bucket=bucket, Key=key, Range=rng)["Body"].read())
+                except _BOTO_ERRORS as exc:
+                    err = translate(exc, "GetObject", bucket, key)
+                    if err.code in NOT_FOUND_CODES:
+                        return False
+                    raise err from None
+            if parts[0] != parts[1]:
+                return False
+        return True
+
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         """HEAD an object; None if it does not exist."""
         try:

@@ -9,7 +9,6 @@ runs SIGKILL the process group after a random delay.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import signal
@@ -148,14 +147,9 @@ def test_apply_killed_at_a_crash_point_then_rerun_moves_everything_exactly_once(
 
     assert code == 0, err
     assert_all_moved(s3, bucket, objects)
-    status = json.loads(commands_status(manifest))
-    assert status["remaining"] == 0
-    assert set(status["counts"]) <= {"done", "already-done"}
-
-
-def commands_status(manifest: Path) -> str:
-    st = commands.status(str(manifest))
-    return json.dumps({"counts": st.counts, "remaining": st.remaining})
+    status = commands.status(str(manifest))
+    assert status.remaining == 0
+    assert set(status.counts) <= {"done", "already-done"}
 
 
 @pytest.mark.parametrize("point", ["worker-delete:2"])
@@ -198,7 +192,7 @@ def test_rollback_after_apply_was_killed_restores_the_original_bucket(
     before = snapshot(s3, bucket)
 
     assert run("apply", manifest, crash_at=point)[0] == -signal.SIGKILL
-    assert contents(s3, bucket) != {k: v.body for k, v in before.items()}  # type: ignore[union-attr]
+    assert snapshot(s3, bucket) != before  # stopped part-way: something was moved
     code, _, err = run("rollback", manifest)
 
     assert code == 0, err
@@ -224,7 +218,7 @@ def test_rollback_killed_midway_then_rerun_restores_the_original_bucket(
     s3: Any, bucket: str, moto_endpoint: str, tmp_path: Path, point: str
 ) -> None:
     seed = random.randrange(1 << 30)
-    manifest, objects = prepare(s3, bucket, moto_endpoint, tmp_path, n=120 if point == "random" else N)
+    manifest, _ = prepare(s3, bucket, moto_endpoint, tmp_path, n=120 if point == "random" else N)
     before = snapshot(s3, bucket)
     assert run("apply", manifest)[0] == 0
 
@@ -238,4 +232,3 @@ def test_rollback_killed_midway_then_rerun_restores_the_original_bucket(
     assert snapshot(s3, bucket) == before
     code, out, _ = run("rollback", manifest)
     assert code == 0 and "nothing to do" in out
-    assert len(objects) in (N, 120)
