@@ -281,7 +281,9 @@ def _state_dir(text: str) -> str:
 def _endpoint_url(text: str) -> str:
     parts = urllib.parse.urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc or re.search(r"\s", text):
-        raise ValueError(f"must be an http:// or https:// URL (got {_show(text)})")
+        # A user:password@ part is a secret: never echo it (the message reaches terminals and logs).
+        shown = re.sub(r"[^/@\s]*@", "***@", text, count=1)
+        raise ValueError(f"must be an http:// or https:// URL (got {_show(shown)})")
     return text
 
 

@@ -189,6 +189,7 @@ class Measured:
     max_child_hwm_mib: float
     sum_hwm_mib: float  # sum of every process's own peak: an upper bound on the simultaneous total
     processes: int
+    server_cpu_s: float = 0.0  # CPU the S3 server spent during the run (it shares the machine)
     stdout: str = field(repr=False, default="")
     stderr: str = field(repr=False, default="")
 
@@ -197,9 +198,24 @@ class Measured:
         return self.user_s + self.sys_s
 
 
+SERVER_PIDS: list[int] = []  # the S3 server's processes: their CPU is read around every measured run
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_s() -> float:
+    """User+system CPU seconds the S3 server has used so far (all its threads)."""
+    total = 0
+    for pid in SERVER_PIDS:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / _TICKS
+
+
 def measure(cmd: list[str], env: dict[str, str], cwd: str, timeout: float = 3600) -> Measured:
-    """Run ``cmd`` to completion; wall time, CPU of the whole tree (wait4) and sampled memory."""
+    """Run ``cmd`` to completion; wall time, CPU of the whole tree (wait4), sampled memory, server CPU."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        server0 = server_cpu_s()
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
         monitor = TreeMonitor(proc.pid)
@@ -208,6 +224,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: str, timeout: float = 3600
         killer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
+        server = server_cpu_s() - server0
         killer.cancel()
         monitor.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -228,6 +245,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: str, timeout: float = 3600
         max_child_hwm_mib=max(others, default=0) / 1024,
         sum_hwm_mib=(parent + sum(others)) / 1024,
         processes=len(monitor.hwm),
+        server_cpu_s=server,
         stdout=stdout,
         stderr=stderr,
     )
@@ -376,7 +394,7 @@ class Bench:
         cfg = self.write_config(bucket, endpoint, run_dir)
         manifest = os.path.join(run_dir, "plan.jsonl")
         if proxy is None:
-            page = self.args.n_keys or 500
+            page = 1000  # S3's maximum: the strongest bare loop (the planner also asks for 1,000 per request)
             bare = measure(
                 [sys.executable, os.path.join(HERE, "bench_original.py"), "list", "--endpoint", endpoint,
                  "--bucket", bucket, "--prefix", "incoming/", "--page-size", str(page), "--delimiter", "/"],
@@ -457,7 +475,8 @@ class Bench:
             extra += f", bare list {rec.bare_internal_s:.2f}s)" if rec.bare_internal_s is not None else ")"
         where = " [counting proxy]" if proxy else ""
         self.log(
-            f"  {contender:<12} round {rnd}{where}: {a.wall_s:.2f}s ({n / a.wall_s:.0f} obj/s), cpu {a.cpu_s:.2f}s, "
+            f"  {contender:<12} round {rnd}{where}: {a.wall_s:.2f}s ({n / a.wall_s:.0f} obj/s), cpu {a.cpu_s:.2f}s "
+            f"(server {a.server_cpu_s:.2f}s), "
             f"peak rss {a.peak_total_rss_mib:.0f} MiB{extra} -- verified"
         )
         if rec.requests is not None:
@@ -471,6 +490,7 @@ class Bench:
             contenders.insert(1, "s3seg-tuned")
         self.log(f"starting {a.store} ...")
         self.store = start_store(a.store)
+        SERVER_PIDS[:] = [self.store.proc.pid]
         self.log(f"{a.store} at {self.store.endpoint} (ready in {self.store.ready_seconds:.1f}s); work dir {self.work}")
         try:
             self.seed_dir(a.objects)
@@ -583,6 +603,7 @@ def summarise(records: list[RunRecord]) -> dict[str, Any]:
             "wall_s": wall,
             "objects_per_s": n / wall["median"],
             "cpu_s_per_1000": statistics.median(r.apply.cpu_s for r in runs) / n * 1000,
+            "server_cpu_s_per_1000": statistics.median(r.apply.server_cpu_s for r in runs) / n * 1000,
             "peak_total_rss_mib": statistics.median(r.apply.peak_total_rss_mib for r in runs),
             "parent_hwm_mib": statistics.median(r.apply.parent_hwm_mib for r in runs),
             "max_child_hwm_mib": statistics.median(r.apply.max_child_hwm_mib for r in runs),
@@ -657,6 +678,39 @@ def machine() -> dict[str, Any]:
     }
 
 
+def check_targets(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(target, measured value, met) for each of issue 5's targets this run measured."""
+    s, r, out = result["summary"], result["ratios"], []
+    if "s3seg/s5cmd objects/s" in r:
+        out.append(
+            (
+                "s3seg apply >= 1.5x s5cmd objects/s",
+                f"{r['s3seg/s5cmd objects/s']:.2f}x",
+                r["s3seg/s5cmd objects/s"] >= 1.5,
+            )
+        )
+    if "s3seg/original objects/s" in r:
+        v = r["s3seg/original objects/s"]
+        out.append(("s3seg apply >= 4x the original's objects/s", f"{v:.2f}x", v >= 4))
+    row = s.get("s3seg", {})
+    if "requests_per_object" in row:
+        v = row["requests_per_object"]
+        out.append(("<= 1.01 HTTP requests per moved object (apply)", f"{v:.4f}", v <= 1.01))
+    if "cpu_s_per_1000" in row:
+        v = row["cpu_s_per_1000"]
+        out.append(("client CPU <= 0.8 s per 1,000 moved objects (apply)", f"{v:.2f} s", v <= 0.8))
+    if "plan_vs_bare_rate" in row:
+        v = row["plan_vs_bare_rate"]
+        out.append(("plan >= 0.9x a bare ListObjectsV2 loop's rate", f"{v:.2f}x", v >= 0.9))
+    rows = result.get("rss_scaling") or []
+    if len(rows) >= 2:
+        first, last = rows[0]["parent_hwm_mib"], rows[-1]["parent_hwm_mib"]
+        change = (last - first) / first * 100
+        what = f"{change:+.1f}% ({rows[0]['entries']:,} -> {rows[-1]['entries']:,} entries)"
+        out.append(("apply parent peak RSS flat (+-10%)", what, abs(change) <= 10))
+    return out
+
+
 def markdown(result: dict[str, Any]) -> str:
     s = result["summary"]
     m = result["machine"]
@@ -673,9 +727,9 @@ def markdown(result: dict[str, Any]) -> str:
     if s:
         lines += [
             "",
-            "| contender | wall s median (min-max) | objects/s | client CPU s / 1,000 obj | HTTP requests / obj"
-            " | peak RSS all procs MiB | parent / largest child RSS MiB |",
-            "|---|---|---|---|---|---|---|",
+            "| contender | wall s median (min-max) | objects/s | client CPU s / 1,000 obj | server CPU s / 1,000 obj"
+            " | HTTP requests / obj | peak RSS all procs MiB | parent / largest child RSS MiB |",
+            "|---|---|---|---|---|---|---|---|",
         ]
     names = {"s3seg": "s3seg apply (defaults)", "s3seg-tuned": f"s3seg apply `{result.get('tuned', '')}`",
              "s5cmd": "s5cmd run (1 mv per object)", "original": "original algorithm"}  # fmt: skip
@@ -688,6 +742,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{w['median']:.2f} ({w['min']:.2f}-{w['max']:.2f})",
             f"{row['objects_per_s']:.0f}",
             f"{row['cpu_s_per_1000']:.2f}",
+            f"{row['server_cpu_s_per_1000']:.2f}",
             req,
             f"{row['peak_total_rss_mib']:.0f}",
             f"{row['parent_hwm_mib']:.0f} / {child}",
@@ -701,6 +756,7 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{w2['median']:.2f} ({w2['min']:.2f}-{w2['max']:.2f})",
                 f"{row['plan_apply_objects_per_s']:.0f}",
                 f"{row['plan_apply_cpu_s_per_1000']:.2f}",
+                "-",
                 req2,
                 "-",
                 "-",
@@ -758,6 +814,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"Parent peak RSS from {rows[0]['entries']:,} to {rows[-1]['entries']:,} entries: "
             f"{(last - first) / first * 100:+.1f}%."
         )
+    targets = check_targets(result)
+    if targets:
+        lines += ["", "| target (issue 5) | measured | met |", "|---|---|---|"]
+        lines += [f"| {name} | {value} | {'yes' if ok else '**no**'} |" for name, value, ok in targets]
     if s:
         lines += [
             "",
@@ -806,7 +866,7 @@ def main() -> None:
         "objects": args.objects,
         "runs": args.runs,
         "tuned": args.tuned,
-        "page_size": args.n_keys or 500,
+        "page_size": 1000,
         "machine": machine(),
         "versions": versions(),
         "started": datetime.now().isoformat(timespec="seconds"),
