@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole s3seg test suite in a virtualenv of its own (created on first use), from a clean clone.
 #   scripts/test.sh [pytest args...]
-# Environment: S3SEG_VENV (default .venv-test), PYTHON (default python3).
+# Environment: S3SEG_VENV (default .venv-test), PYTHON (default python3), S3SEG_TEST_JOBS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${S3SEG_VENV:-.venv-test}
@@ -20,4 +20,5 @@ echo "== lint (ruff) and types (mypy --strict)"
 "$VENV/bin/ruff" format --check s3seg tests scripts
 "$VENV/bin/mypy" s3seg
 echo "== tests"
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+# Three workers on two cores: most tests wait on a local S3 server or a subprocess, not on the CPU.
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "${S3SEG_TEST_JOBS:-3}" "$@"

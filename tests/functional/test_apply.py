@@ -24,7 +24,7 @@ import botocore.loaders
 import botocore.session
 import pytest
 from botocore.awsrequest import AWSResponse
-from conftest import ObjectState, cdr_key, snapshot, write_config
+from helpers import ObjectState, cdr_key, snapshot, write_config
 from moto import mock_aws
 
 import s3seg.executor

@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import cdr_key, write_config
+from helpers import cdr_key, write_config
 from moto import mock_aws
 
 from s3seg import cli, commands, config

@@ -24,7 +24,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import cdr_key, write_config
+from helpers import cdr_key, write_config
 from moto import mock_aws
 
 import s3seg.worker

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cdr_key, snapshot
+from helpers import cdr_key, snapshot
 from test_apply import (  # noqa: F401 - s3 and enforce are fixtures
     MIB,
     Crash,

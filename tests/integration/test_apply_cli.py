@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cdr_key, run_cli, snapshot, write_config
+from helpers import cdr_key, run_cli, snapshot, write_config
 
 from s3seg.journal import Journal
 from s3seg.manifest import Manifest

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from conftest import cdr_key, run_cli, snapshot, write_config
+from helpers import cdr_key, run_cli, snapshot, write_config
 
 from s3seg import __version__
 from s3seg.manifest import Manifest

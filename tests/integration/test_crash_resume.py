@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from conftest import cdr_key, snapshot, write_config
+from helpers import cdr_key, snapshot, write_config
 
 from s3seg import commands, config
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cdr_key, run_cli, snapshot, write_config
+from helpers import cdr_key, run_cli, snapshot, write_config
 
 from s3seg import commands, config
 from s3seg.dask_backend import run_copy_batch

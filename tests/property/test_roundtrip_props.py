@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import snapshot, write_config
+from helpers import snapshot, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
