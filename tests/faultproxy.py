@@ -20,6 +20,7 @@ Faults, each drawn per request from a seeded RNG (so a failing run can be replay
   the next request instead of now (a subprocess takes a while to send its first one), ``storm_after=(op, n)``
   at the n-th request of ``op``.
 * ``delay``: seconds added before forwarding each request (stretches a run so a random kill lands mid-way).
+* ``hold()`` / ``release()``: requests wait before forwarding until released (freezes a run mid-way).
 
 ``ops`` restricts faults to the named S3 operations (``None``: every operation). Operations are recognised from
 the request line and headers (``op_of``); only what s3seg sends needs to be exact.
@@ -35,6 +36,7 @@ through unchanged, Host included, so SigV4 signatures made for the proxy's addre
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import random
 import socket
@@ -137,6 +139,8 @@ class FaultProxy:
         self._storm_after: tuple[str, int] | None = None  # ... or with the n-th request of an operation
         self.storm_ops: frozenset[str] | None = None
         self._in_flight = 0
+        self._gate = threading.Event()  # cleared by hold(): requests wait before being forwarded
+        self._gate.set()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._thread: threading.Thread | None = None
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -148,11 +152,11 @@ class FaultProxy:
         fail_before: float | None = None,
         lose_after: float | None = None,
         delay: float | None = None,
-        ops: Iterable[str] | None | bool = False,
+        ops: Iterable[str] | bool | None = False,
         storm: float | None = None,
         storm_from_next: bool = False,
         storm_after: tuple[str, int] | None = None,
-        storm_ops: Iterable[str] | None | bool = False,
+        storm_ops: Iterable[str] | bool | None = False,
         seed: int | None = None,
     ) -> FaultProxy:
         """Change fault settings; arguments left out keep their value (``ops=None``: all operations)."""
@@ -176,7 +180,8 @@ class FaultProxy:
         return self
 
     def heal(self) -> FaultProxy:
-        """No faults, no storm, no delay (the counters are kept)."""
+        """No faults, no storm, no delay, no hold (the counters are kept)."""
+        self.release()
         return self.set(fail_before=0.0, lose_after=0.0, delay=0.0, storm=0.0, ops=None, storm_ops=None)
 
     def reset_counts(self) -> None:
@@ -194,6 +199,15 @@ class FaultProxy:
 
     def requests(self) -> int:
         return self.total("request")
+
+    def hold(self) -> FaultProxy:
+        """From now on every request waits (before forwarding) until ``release()``: freezes a run mid-way."""
+        self._gate.clear()
+        return self
+
+    def release(self) -> FaultProxy:
+        self._gate.set()
+        return self
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until no request is being forwarded: a request that left before its client was killed still
@@ -215,7 +229,9 @@ class FaultProxy:
         with self._lock:
             self.counts["request", op] += 1
             trigger = self._storm_after
-            if self._storm_pending and (trigger is None or (op == trigger[0] and self.counts["request", op] >= trigger[1])):
+            if self._storm_pending and (
+                trigger is None or (op == trigger[0] and self.counts["request", op] >= trigger[1])
+            ):
                 self.storm_until = time.monotonic() + self._storm_pending
                 self._storm_pending = 0.0
             if time.monotonic() < self.storm_until and (self.storm_ops is None or op in self.storm_ops):
@@ -244,7 +260,7 @@ class FaultProxy:
             protocol_version = "HTTP/1.1"
             upstream: http.client.HTTPConnection | None = None
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 return None
 
             def do_GET(self) -> None:
@@ -341,6 +357,7 @@ class FaultProxy:
                 with proxy._lock:
                     proxy._in_flight += 1
                 try:
+                    proxy._gate.wait()
                     if proxy.delay:
                         time.sleep(proxy.delay)
                     status, headers, data = self._forward(body, chunked)
@@ -355,10 +372,8 @@ class FaultProxy:
                 if decision == "lose_close":
                     # Applied upstream; the client gets no answer at all.
                     self.close_connection = True
-                    try:
+                    with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
                     return
                 if decision == "lose_500":
                     self._error(500, "InternalError", "We encountered an internal error. (faultproxy)", head=head)
@@ -368,7 +383,9 @@ class FaultProxy:
         return Handler
 
     def start(self) -> FaultProxy:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="faultproxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="faultproxy", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -20,12 +20,12 @@ from advlab import Lab
 pytestmark = pytest.mark.integration
 
 MUTATING_OPS = ("CopyObject", "DeleteObject", "DeleteObjects")
-RATES = [0.1]
+SEEDS = [11]  # per store; the proxy's RNG is seeded, so a failure replays exactly
 
 
-@pytest.mark.parametrize("seed", [11, 12])
+@pytest.mark.parametrize("seed", SEEDS)
 def test_apply_at_10_percent_of_each_fault_finishes_every_move_exactly(lab: Lab, seed: int) -> None:
-    lab.seed(40, seed=seed)
+    lab.seed(37, seed=seed)
     lab.plan()
     lab.proxy.set(fail_before=0.1, lose_after=0.1, seed=seed)
     run = lab.apply()
@@ -40,7 +40,7 @@ def test_apply_at_10_percent_of_each_fault_finishes_every_move_exactly(lab: Lab,
 def test_rollback_at_10_percent_of_each_fault_restores_the_bucket_exactly(lab: Lab, seed: int) -> None:
     lab.seed(30, seed=seed)
     lab.plan()
-    assert lab.apply().code == 0
+    assert lab.inline("apply") == 0, lab.last_result
     lab.proxy.set(fail_before=0.1, lose_after=0.1, seed=seed)
     run = lab.rollback()
     lab.proxy.heal()
@@ -71,7 +71,7 @@ def test_outage_exits_1_with_nothing_lost_and_a_rerun_finishes(lab: Lab) -> None
     lab.proxy.heal()
     lab.assert_nothing_lost()
     lab.assert_done_has_proof()
-    rerun = lab.apply()
+    rerun = lab.run("apply")
     assert rerun.code == 0, rerun
     lab.assert_applied()
 
@@ -104,16 +104,16 @@ def test_outage_midway_leaves_nothing_lost_and_no_done_without_proof(lab: Lab) -
     lab.assert_nothing_lost()
     done = lab.assert_done_has_proof()
     assert 0 < done < len(lab.moves())
-    rerun = lab.apply()
+    rerun = lab.run("apply")
     assert rerun.code == 0, rerun
     lab.assert_applied()
 
 
 def test_slowdown_storm_is_outlasted_with_backoff_and_completes(lab: Lab) -> None:
-    """A 2.5 s storm of 503 SlowDown on every request: botocore gives up, the item-level backoff does not."""
-    lab.seed(30, seed=7)
+    """A 1.5 s storm of 503 SlowDown on every request: botocore gives up, the item-level backoff does not."""
+    lab.seed(20, seed=7)
     lab.plan(item_retries=8, max_attempts=2)
-    lab.proxy.set(storm=2.5, storm_after=("CopyObject", 3))  # the capability probe sends the first 2 copies
+    lab.proxy.set(storm=1.5, storm_after=("CopyObject", 3))  # the capability probe sends the first 2 copies
     run = lab.apply()
     assert run.code == 0, run
     assert lab.proxy.total("storm") > 20
@@ -136,5 +136,5 @@ def test_lost_copy_answers_are_not_mistaken_for_someone_elses_identical_destinat
     assert lab.proxy.total("lose_after", ("CopyObject",)) > 3
     lab.assert_applied()
     assert lab.journal_counts().get("deduped", 0) == 0
-    assert lab.rollback().code == 0
+    assert lab.inline("rollback") == 0, lab.last_result
     lab.assert_rolled_back()
