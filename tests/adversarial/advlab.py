@@ -246,7 +246,8 @@ class Lab:
     # -- observing -------------------------------------------------------------------------------------------
     def state(self, *, bodies: bool = True) -> dict[str, bytes]:
         """Every current object in the bucket (straight to the store, not via the proxy): key -> bytes, or
-        with ``bodies=False`` key -> MD5 hex from the listing's ETag (cheap; compare with ``fingerprint``).
+        with ``bodies=False`` key -> MD5 hex (from the listing's ETag where that is the MD5: cheap; compare
+        with ``fingerprint``).
 
         Scratch objects of the capability probe (``.s3seg-probe/``) are set aside in ``probe_leftovers``: a
         kill during the probe leaves them behind (reported; they hold no user data).
@@ -260,6 +261,9 @@ class Lab:
                     self.probe_leftovers.add(key)
                 elif bodies:
                     out[key] = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                elif "-" in obj["ETag"]:  # a multipart ETag is not the MD5 of the bytes: read them
+                    body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                    out[key] = fingerprint(body)
                 else:
                     out[key] = obj["ETag"].strip('"').encode()
         return out

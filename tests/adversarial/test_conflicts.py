@@ -222,3 +222,14 @@ def test_conflicts_do_not_stop_the_other_moves_and_a_rerun_keeps_reporting_them(
     expected = _expected(lab, keep={s1: NEW, d1: None, s2: lab.seeded[s2], d2: NEW, s3: None, d3: None})
     _assert_state(lab, expected)
     assert first.summary["this_run"]["done"] == len(moves) - 3
+
+
+def test_apply_rollback_cycles_keep_a_destination_that_existed_before(lab: Lab) -> None:
+    """A destination already identical before apply is deduplicated, and every rollback leaves it in place."""
+    (mid, src, dst), *_ = _setup(lab)
+    lab.s3.put_object(Bucket=lab.bucket, Key=dst, Body=lab.seeded[src])
+    for _ in range(2):
+        assert lab.run("apply").code == 0, lab.last_result
+        assert lab.journal().status_of(mid).label == "deduped"
+        assert lab.run("rollback").code == 0, lab.last_result
+        _assert_state(lab, {**lab.seeded, dst: lab.seeded[src]})

@@ -22,7 +22,6 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import pytest
 from advlab import Lab, Run, StoreHandle, process_state_kept
@@ -113,6 +112,59 @@ def _launch_all(jobs: list[tuple[Lab, list[str], str]]) -> list[Run]:
     return [r for r in results if r is not None]
 
 
+class CrashRuns:
+    """The crashed runs of one parametrized test, by case: set up and launched together, PARALLEL at a time.
+
+    Without xdist every case selected in this session is launched when the fixture starts. Under xdist a
+    worker runs only some of the cases, unknown in advance, so each case is launched when its test asks for it
+    (xdist's workers already run in parallel).
+    """
+
+    def __init__(
+        self,
+        request: pytest.FixtureRequest,
+        store: StoreHandle,
+        test: str,
+        cases: list[Case],
+        prepare: Callable[[Lab, Case], list[str]],
+    ) -> None:
+        self.store = store
+        self.prepare = prepare
+        self.factory = request.getfixturevalue("tmp_path_factory")
+        self.results: dict[Case, tuple[Lab, Run]] = {}
+        self.labs: list[Lab] = []
+        if not os.environ.get("PYTEST_XDIST_WORKER"):
+            selected = {
+                (item.callspec.params["point"], item.callspec.params["n"])
+                for item in request.session.items
+                if getattr(item, "originalname", "") == test and hasattr(item, "callspec")
+            }
+            self._launch([case for case in cases if case in selected])
+
+    def __getitem__(self, case: Case) -> tuple[Lab, Run]:
+        if case not in self.results:
+            self._launch([case])
+        return self.results[case]
+
+    def _launch(self, cases: list[Case]) -> None:
+        jobs = []
+        with pytest.MonkeyPatch.context() as mp, process_state_kept():
+            mp.setenv("AWS_ACCESS_KEY_ID", self.store.access_key)
+            mp.setenv("AWS_SECRET_ACCESS_KEY", self.store.secret_key)
+            mp.delenv("AWS_ENDPOINT_URL", raising=False)
+            for case in cases:
+                lab = Lab(self.store, self.factory.mktemp("crash"), FaultProxy(self.store.endpoint).start())
+                self.labs.append(lab)
+                jobs.append((lab, self.prepare(lab, case), f"{case[0]}:{case[1]}"))
+        runs = _launch_all(jobs)
+        for case, (lab, _, _), run in zip(cases, jobs, runs, strict=True):
+            self.results[case] = (lab, run)
+
+    def close(self) -> None:
+        for lab in self.labs:
+            lab.proxy.stop()
+
+
 @contextmanager
 def _prepared(
     request: pytest.FixtureRequest,
@@ -120,31 +172,12 @@ def _prepared(
     test: str,
     cases: list[Case],
     prepare: Callable[[Lab, Case], list[str]],
-) -> Iterator[dict[Case, tuple[Lab, Run]]]:
-    """Set up every case of ``test`` selected in this session, then launch their crashed runs together."""
-    selected = {
-        (item.callspec.params["point"], item.callspec.params["n"])
-        for item in request.session.items
-        if getattr(item, "originalname", "") == test and hasattr(item, "callspec")
-    }
-    factory = request.getfixturevalue("tmp_path_factory")
-    labs: dict[Case, Lab] = {}
-    jobs = []
+) -> Iterator[CrashRuns]:
+    runs = CrashRuns(request, store, test, cases, prepare)
     try:
-        with pytest.MonkeyPatch.context() as mp, process_state_kept():
-            mp.setenv("AWS_ACCESS_KEY_ID", store.access_key)
-            mp.setenv("AWS_SECRET_ACCESS_KEY", store.secret_key)
-            mp.delenv("AWS_ENDPOINT_URL", raising=False)
-            for case in cases:
-                if case in selected:
-                    lab = Lab(store, factory.mktemp("crash"), FaultProxy(store.endpoint).start())
-                    labs[case] = lab
-                    jobs.append((lab, prepare(lab, case), f"{case[0]}:{case[1]}"))
-        runs = _launch_all(jobs)
-        yield {case: (lab, run) for (case, lab), run in zip(labs.items(), runs, strict=True)}
+        yield runs
     finally:
-        for lab in labs.values():
-            lab.proxy.stop()
+        runs.close()
 
 
 def _apply_case(seed_base: int) -> Callable[[Lab, Case], list[str]]:
@@ -162,30 +195,28 @@ def _rollback_case(lab: Lab, case: Case) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def crashed_applies(request: pytest.FixtureRequest, moto_server: StoreHandle) -> Iterator[dict[Case, Any]]:
+def crashed_applies(request: pytest.FixtureRequest, moto_server: StoreHandle) -> Iterator[CrashRuns]:
     test = "test_apply_killed_at_a_crash_point_then_rerun_moves_every_object_exactly_once"
     with _prepared(request, moto_server, test, APPLY_CASES, _apply_case(0)) as runs:
         yield runs
 
 
 @pytest.fixture(scope="module")
-def crashed_rollbacks(request: pytest.FixtureRequest, moto_server: StoreHandle) -> Iterator[dict[Case, Any]]:
+def crashed_rollbacks(request: pytest.FixtureRequest, moto_server: StoreHandle) -> Iterator[CrashRuns]:
     test = "test_rollback_killed_at_a_crash_point_then_rerun_restores_the_bucket_exactly"
     with _prepared(request, moto_server, test, ROLLBACK_CASES, _rollback_case) as runs:
         yield runs
 
 
 @pytest.fixture(scope="module")
-def crashed_applies_to_roll_back(request: pytest.FixtureRequest, moto_server: StoreHandle) -> Iterator[dict[Case, Any]]:
+def crashed_applies_to_roll_back(request: pytest.FixtureRequest, moto_server: StoreHandle) -> Iterator[CrashRuns]:
     test = "test_rollback_of_an_apply_killed_midway_undoes_exactly_what_was_done"
     with _prepared(request, moto_server, test, ROLLBACK_AFTER_CRASHED_APPLY, _apply_case(200)) as runs:
         yield runs
 
 
 @pytest.fixture(scope="module")
-def crashed_applies_on_seaweedfs(
-    request: pytest.FixtureRequest, seaweedfs_server: StoreHandle
-) -> Iterator[dict[Case, Any]]:
+def crashed_applies_on_seaweedfs(request: pytest.FixtureRequest, seaweedfs_server: StoreHandle) -> Iterator[CrashRuns]:
     test = "test_on_seaweedfs_apply_killed_at_a_crash_point_then_rerun_ends_exact_and_rolls_back"
     with _prepared(request, seaweedfs_server, test, SEAWEEDFS_CASES, _apply_case(500)) as runs:
         yield runs
@@ -193,7 +224,7 @@ def crashed_applies_on_seaweedfs(
 
 @pytest.mark.parametrize(("point", "n"), APPLY_CASES, ids=[f"{p}:{n}" for p, n in APPLY_CASES])
 def test_apply_killed_at_a_crash_point_then_rerun_moves_every_object_exactly_once(
-    crashed_applies: dict[Case, Any], point: str, n: int
+    crashed_applies: CrashRuns, point: str, n: int
 ) -> None:
     lab, crashed = crashed_applies[point, n]
     _crashed(lab, crashed, point)
@@ -207,7 +238,7 @@ def test_apply_killed_at_a_crash_point_then_rerun_moves_every_object_exactly_onc
 @pytest.mark.seaweedfs
 @pytest.mark.parametrize(("point", "n"), SEAWEEDFS_CASES, ids=[f"{p}:{n}" for p, n in SEAWEEDFS_CASES])
 def test_on_seaweedfs_apply_killed_at_a_crash_point_then_rerun_ends_exact_and_rolls_back(
-    crashed_applies_on_seaweedfs: dict[Case, Any], point: str, n: int, monkeypatch: pytest.MonkeyPatch
+    crashed_applies_on_seaweedfs: CrashRuns, point: str, n: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lab, crashed = crashed_applies_on_seaweedfs[point, n]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", lab.store.access_key)
@@ -224,7 +255,7 @@ def test_on_seaweedfs_apply_killed_at_a_crash_point_then_rerun_ends_exact_and_ro
 
 @pytest.mark.parametrize(("point", "n"), ROLLBACK_CASES, ids=[f"{p}:{n}" for p, n in ROLLBACK_CASES])
 def test_rollback_killed_at_a_crash_point_then_rerun_restores_the_bucket_exactly(
-    crashed_rollbacks: dict[Case, Any], point: str, n: int
+    crashed_rollbacks: CrashRuns, point: str, n: int
 ) -> None:
     lab, crashed = crashed_rollbacks[point, n]
     _crashed(lab, crashed, point)
@@ -237,7 +268,7 @@ def test_rollback_killed_at_a_crash_point_then_rerun_restores_the_bucket_exactly
     ("point", "n"), ROLLBACK_AFTER_CRASHED_APPLY, ids=[f"{p}:{n}" for p, n in ROLLBACK_AFTER_CRASHED_APPLY]
 )
 def test_rollback_of_an_apply_killed_midway_undoes_exactly_what_was_done(
-    crashed_applies_to_roll_back: dict[Case, Any], point: str, n: int
+    crashed_applies_to_roll_back: CrashRuns, point: str, n: int
 ) -> None:
     lab, crashed = crashed_applies_to_roll_back[point, n]
     _crashed(lab, crashed, point)
