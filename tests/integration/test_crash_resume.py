@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from helpers import cdr_key, snapshot, write_config
+from helpers import cdr_key, write_config
+from helpers import snapshot as _snapshot
 
 from s3seg import commands, config
 
@@ -31,12 +32,18 @@ N = 30
 SEG = "segregated/2022/12/31/10/"
 
 
+def snapshot(s3: Any, bucket: str, *, full: bool = True) -> dict[str, Any]:
+    """The bucket minus the capability probe's scratch objects, which a kill during the probe leaves behind
+    (a documented limit: README "Known limits"); everything else must match exactly."""
+    return {k: v for k, v in _snapshot(s3, bucket, full=full).items() if not k.startswith(".s3seg-probe/")}
+
+
 def dst_of(key: str) -> str:
     return SEG + key.removeprefix("incoming/")
 
 
 def contents(s3: Any, bucket: str) -> dict[str, bytes]:
-    return snapshot(s3, bucket, full=False)  # type: ignore[return-value]
+    return snapshot(s3, bucket, full=False)
 
 
 def prepare(s3: Any, bucket: str, endpoint: str, tmp_path: Path, n: int = N) -> tuple[Path, dict[str, bytes]]:
