@@ -35,6 +35,7 @@ from typing import IO, Any
 
 from s3seg.crashpoints import crash_point
 from s3seg.errors import JournalError, LockedError
+from s3seg.manifest import fsync_dir
 
 FORMAT = 1
 
@@ -239,7 +240,7 @@ class Journal:
         }
         new.write(json.dumps(header).encode() + b"\n")
         _durable(new)
-        _fsync_dir(self.path)  # the new file's directory entry must survive a crash too
+        fsync_dir(self.path)  # the new file's directory entry must survive a crash too
         return JournalState(entries), new
 
     def _append(self, record: dict[str, Any], *, durable: bool) -> None:
@@ -320,14 +321,6 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _durable_partial(f: IO[bytes], data: bytes) -> None:

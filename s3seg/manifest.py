@@ -138,7 +138,7 @@ class ManifestWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self._tmp, self.path)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         return file_sha256(self.path)
 
     def abort(self) -> None:
@@ -148,7 +148,8 @@ class ManifestWriter:
             os.unlink(self._tmp)
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Make a created or renamed file's directory entry durable (a file fsync alone does not)."""
     fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
     try:
         os.fsync(fd)
