@@ -38,6 +38,12 @@ def _target_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, Ceph, SeaweedFS, a local test server)")
     g.add_argument("--region", help="AWS region")
     g.add_argument("--profile", help="AWS profile from ~/.aws/config")
+    g.add_argument(
+        "--botocore-only",
+        action="store_true",
+        help="send every request through botocore (by default per-object calls to an explicit endpoint take "
+        "s3seg's lean HTTP path: same requests, a quarter of the client CPU)",
+    )
 
 
 def _common_flags(p: argparse.ArgumentParser) -> None:
@@ -274,7 +280,9 @@ def exec_exit_code(result: commands.ExecResult) -> ExitCode:
 
 # -- main ---------------------------------------------------------------------------------------------------------
 def _target(args: argparse.Namespace) -> commands.Target:
-    return commands.Target(endpoint_url=args.endpoint_url, region=args.region, profile=args.profile)
+    return commands.Target(
+        endpoint_url=args.endpoint_url, region=args.region, profile=args.profile, lean_http=not args.botocore_only
+    )
 
 
 def _exec_opts(args: argparse.Namespace) -> commands.ExecOptions:

@@ -33,7 +33,7 @@ from s3seg.manifest import Manifest, ManifestInfo
 from s3seg.moves import Options, Task
 from s3seg.planner import PlanReport
 from s3seg.planner import plan as _plan
-from s3seg.storage import Capabilities, ClientSpec, Storage, make_client
+from s3seg.storage import Capabilities, ClientSpec, Storage, make_client, make_storage
 from s3seg.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class Target:
     endpoint_url: str | None = None
     region: str | None = None
     profile: str | None = None
+    lean_http: bool = True  # per-object calls on the lean path for explicit endpoints (False: botocore only)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +92,7 @@ def client_spec(settings: dict[str, Any], target: Target, *, threads: int = 10) 
         max_pool_connections=max(threads + 2, 10),
         max_attempts=int(settings.get("max_attempts", 8)),
         retry_mode=str(settings.get("retry_mode", "standard")),
+        lean_http=target.lean_http,
     )
 
 
@@ -225,7 +227,7 @@ def execute_manifest(
             spec = client_spec({**config, "endpoint_url": endpoint}, target, threads=threads)
             mode = opts.conditional_writes or str(config.get("conditional_writes", "auto"))
             probe_bucket = next(_buckets(manifest, direction))
-            caps = _capabilities(Storage(make_client(spec)), probe_bucket, mode)
+            caps = _capabilities(make_storage(spec, make_client(spec)), probe_bucket, mode)
             result.mode = caps.describe()
             log.info("%s %s: %d of %d moves to do; %s", direction, name, todo, info.entries, result.mode)
             cfg = WorkerConfig(

@@ -196,7 +196,7 @@ def _copy_attempt(st: Storage, task: Task, opts: Options, attempt: int) -> Resul
     if multipart or opts.preserve_encryption or not caps.copy_if_match:
         # The store would copy whatever version is there now (CopySourceIfMatch ignored): check the source is
         # still the planned version first, or a changed source gets copied ("nothing touched" broken).
-        source = st.head(task.src_bucket, task.src_key)
+        source = st.head(task.src_bucket, task.src_key, full=multipart)  # a multipart copy re-sends its headers
         if source is None or source.etag != task.etag:
             return classify(st, task, attempt)
         sse = _sse_args(source) if opts.preserve_encryption else None

@@ -25,25 +25,13 @@ import botocore.session
 import botocore.utils
 
 from s3seg.errors import StorageError
+from s3seg.leanpath import RETRYABLE_CODES, LeanPath, UseBotocore
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
-# Error codes that mean "try the same request again later".
-_RETRYABLE_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "InternalError",
-        "ServiceUnavailable",
-        "OperationAborted",
-    }
-)
 ARCHIVED_CODES = frozenset({"InvalidObjectState", "ObjectNotInActiveTierError"})
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 PRECONDITION_CODES = frozenset({"412", "PreconditionFailed"})
@@ -65,6 +53,7 @@ class ClientSpec:
     retry_mode: str = "standard"
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    lean_http: bool = True  # the lean request path for explicit endpoints (see leanpath); False: botocore only
 
 
 def _parse_timestamp(value: Any) -> datetime:
@@ -103,6 +92,17 @@ def make_client(spec: ClientSpec) -> S3Client:
         response_checksum_validation="when_required",
     )
     return session.client("s3", endpoint_url=spec.endpoint_url, config=config)
+
+
+def make_storage(spec: ClientSpec, client: S3Client | None = None) -> Storage:
+    """A ``Storage`` over ``client`` (default: a new one from ``spec``), with the lean path where it applies.
+
+    The lean path is used only for an explicit endpoint (S3-compatible stores): on AWS itself, botocore's
+    handling of regions, redirects and bucket types is worth its CPU.
+    """
+    client = client if client is not None else make_client(spec)
+    lean = LeanPath.for_client(client) if spec.lean_http and spec.endpoint_url else None
+    return Storage(client, lean)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,7 +171,7 @@ def translate(
             code = "NoSuchKey"
         if code == "412":
             code = "PreconditionFailed"
-        retryable = code in _RETRYABLE_CODES or (isinstance(status, int) and status >= 500)
+        retryable = code in RETRYABLE_CODES or (isinstance(status, int) and status >= 500)
         # A 412/404 after botocore's own retry may be our first, applied attempt whose answer was lost.
         retried = bool(exc.response.get("ResponseMetadata", {}).get("RetryAttempts"))
         return StorageError(
@@ -191,10 +191,28 @@ def is_xml_safe(key: str) -> bool:
 
 
 class Storage:
-    """A thin, typed facade over one boto3 client (thread-safe, like the client)."""
+    """A thin, typed facade over one boto3 client (thread-safe, like the client).
 
-    def __init__(self, client: S3Client) -> None:
+    With ``lean``, the per-object calls (CopyObject, HeadObject, DeleteObject, DeleteObjects) go through the
+    lean path first; whatever it hands back (``UseBotocore``) is sent again through botocore, here.
+    """
+
+    def __init__(self, client: S3Client, lean: LeanPath | None = None) -> None:
         self.client = client
+        self.lean = lean
+
+    def _lean(self) -> LeanPath | None:
+        lean = self.lean
+        return lean if lean is not None and lean.enabled else None
+
+    def _after_fallback(self, why: UseBotocore | None, err: StorageError | None = None) -> None:
+        """Bookkeeping once botocore answered a request the lean path handed over."""
+        if why is None:
+            return
+        if err is not None and why.maybe_applied:
+            err.retried = True  # an earlier lean attempt may have been applied: same rule as botocore retries
+        if err is None and why.suspect and self.lean is not None:
+            self.lean.disable(f"botocore succeeded where the lean path was refused ({why})")
 
     # -- reading ----------------------------------------------------------------------------------------------
     def list_pages(
@@ -262,15 +280,27 @@ class Storage:
                 return False
         return True
 
-    def head(self, bucket: str, key: str) -> ObjectInfo | None:
-        """HEAD an object; None if it does not exist."""
+    def head(self, bucket: str, key: str, *, full: bool = False) -> ObjectInfo | None:
+        """HEAD an object; None if it does not exist. ``full``: with every header botocore parses (``raw``)."""
+        why: UseBotocore | None = None
+        lean = self._lean()
+        if lean is not None and not full:
+            try:
+                headers = lean.head(bucket, key)
+            except UseBotocore as exc:
+                why = exc
+            else:
+                return None if headers is None else _info_from_headers(headers)
         try:
             r = self.client.head_object(Bucket=bucket, Key=key)
         except _BOTO_ERRORS as exc:
             err = translate(exc, "HeadObject", bucket, key)
             if err.code in NOT_FOUND_CODES:
+                self._after_fallback(why)
                 return None
+            self._after_fallback(why, err)
             raise err from None
+        self._after_fallback(why)
         return ObjectInfo(
             etag=quoted(r["ETag"]),
             size=r["ContentLength"],
@@ -311,6 +341,18 @@ class Storage:
         ``CopySource`` is a dict, never a string: botocore then encodes the key exactly once, so keys with
         ``+``, ``%2B``, ``?versionId=`` or unicode copy the right object (S3-FACTS "Copy").
         """
+        why: UseBotocore | None = None
+        lean = self._lean()
+        if lean is not None and not sse:
+            try:
+                etag = lean.copy(
+                    src_bucket, src_key, dst_bucket, dst_key,
+                    if_match=if_match, if_none_match=if_none_match, storage_class=storage_class,
+                )  # fmt: skip
+            except UseBotocore as exc:
+                why = exc
+            else:
+                return quoted(etag)
         kwargs: dict[str, Any] = {
             "Bucket": dst_bucket,
             "Key": dst_key,
@@ -329,7 +371,10 @@ class Storage:
         try:
             r = self.client.copy_object(**kwargs)
         except _BOTO_ERRORS as exc:
-            raise translate(exc, "CopyObject", dst_bucket, dst_key) from None
+            err = translate(exc, "CopyObject", dst_bucket, dst_key)
+            self._after_fallback(why, err)
+            raise err from None
+        self._after_fallback(why)
         return quoted(str(r["CopyObjectResult"]["ETag"]))
 
     def multipart_copy(
@@ -411,13 +456,23 @@ class Storage:
 
     def delete(self, bucket: str, key: str, *, if_match: str | None = None) -> None:
         """DeleteObject, conditioned on the ETag where given (never by VersionId: that destroys data)."""
+        why: UseBotocore | None = None
+        lean = self._lean()
+        if lean is not None:
+            try:
+                return lean.delete(bucket, key, if_match=if_match)
+            except UseBotocore as exc:
+                why = exc
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if if_match:
             kwargs["IfMatch"] = if_match
         try:
             self.client.delete_object(**kwargs)
         except _BOTO_ERRORS as exc:
-            raise translate(exc, "DeleteObject", bucket, key) from None
+            err = translate(exc, "DeleteObject", bucket, key)
+            self._after_fallback(why, err)
+            raise err from None
+        self._after_fallback(why)
 
     def delete_batch(self, bucket: str, items: list[tuple[str, str | None]]) -> dict[str, StorageError]:
         """DeleteObjects for up to 1,000 (key, etag-or-None); returns the per-key errors (empty: all deleted).
@@ -427,6 +482,17 @@ class Storage:
         """
         if not items:
             return {}
+        why: UseBotocore | None = None
+        lean = self._lean()
+        if lean is not None:
+            try:
+                deleted, failed = lean.delete_objects(bucket, items)
+            except UseBotocore as exc:
+                why = exc
+            except StorageError as lean_err:
+                return {key: lean_err for key, _ in items}
+            else:
+                return _batch_errors(bucket, items, deleted, failed)
         objects: list[dict[str, Any]] = []
         for key, etag in items:
             obj: dict[str, Any] = {"Key": key}
@@ -437,21 +503,11 @@ class Storage:
             r = self.client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": False})  # type: ignore[typeddict-item]
         except _BOTO_ERRORS as exc:
             err = translate(exc, "DeleteObjects", bucket, items[0][0])
+            self._after_fallback(why, err)
             return {key: err for key, _ in items}
-        errors: dict[str, StorageError] = {}
-        for e in r.get("Errors", ()):
-            key = e.get("Key", "")
-            code = e.get("Code", "Unknown")
-            errors[key] = StorageError(
-                "DeleteObjects", bucket, key, code, e.get("Message", ""), retryable=code in _RETRYABLE_CODES
-            )
-        deleted = {d.get("Key") for d in r.get("Deleted", ())}
-        for key, _ in items:
-            if key not in deleted and key not in errors:
-                errors[key] = StorageError(
-                    "DeleteObjects", bucket, key, "NotConfirmed", "not in the response", retryable=True
-                )
-        return errors
+        self._after_fallback(why)
+        failed = [(e.get("Key", ""), e.get("Code", "Unknown"), e.get("Message", "")) for e in r.get("Errors", ())]
+        return _batch_errors(bucket, items, {str(d.get("Key")) for d in r.get("Deleted", ())}, failed)
 
     def put(self, bucket: str, key: str, body: bytes, *, if_none_match: bool = False) -> str:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body}
@@ -511,3 +567,34 @@ class Storage:
                 return False
             raise
         return False
+
+
+def _batch_errors(
+    bucket: str, items: list[tuple[str, str | None]], deleted: set[str], failed: list[tuple[str, str, str]]
+) -> dict[str, StorageError]:
+    """Per-key errors of a DeleteObjects answer; a key in neither list is unconfirmed (never assume success)."""
+    errors = {
+        key: StorageError("DeleteObjects", bucket, key, code, message, retryable=code in RETRYABLE_CODES)
+        for key, code, message in failed
+    }
+    for key, _ in items:
+        if key not in deleted and key not in errors:
+            errors[key] = StorageError(
+                "DeleteObjects", bucket, key, "NotConfirmed", "not in the response", retryable=True
+            )
+    return errors
+
+
+def _info_from_headers(h: dict[str, str]) -> ObjectInfo:
+    """``ObjectInfo`` from raw HEAD headers (lower-cased names), as botocore would have parsed them."""
+    bucket_key = h.get("x-amz-server-side-encryption-bucket-key-enabled")
+    return ObjectInfo(
+        etag=quoted(h.get("etag", "")),
+        size=int(h.get("content-length", "0")),
+        storage_class=h.get("x-amz-storage-class", "STANDARD"),
+        content_type=h.get("content-type", ""),
+        metadata={k[len("x-amz-meta-") :]: v for k, v in h.items() if k.startswith("x-amz-meta-")},
+        sse=h.get("x-amz-server-side-encryption"),
+        sse_kms_key_id=h.get("x-amz-server-side-encryption-aws-kms-key-id"),
+        bucket_key_enabled=None if bucket_key is None else bucket_key.lower() == "true",
+    )

@@ -24,7 +24,7 @@ from typing import Any
 
 from s3seg.crashpoints import crash_point
 from s3seg.moves import Kind, Options, Result, Task, copy_phase, delete_sources
-from s3seg.storage import ClientSpec, Storage, make_client
+from s3seg.storage import ClientSpec, Storage, make_client, make_storage
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ def _resources(cfg: WorkerConfig) -> tuple[Storage, ThreadPoolExecutor]:
     with _lock:
         found = _cache.get(cfg)
         if found is None:
-            found = (Storage(make_client(cfg.spec)), ThreadPoolExecutor(cfg.threads, thread_name_prefix="s3seg"))
+            storage = make_storage(cfg.spec, make_client(cfg.spec))
+            found = (storage, ThreadPoolExecutor(cfg.threads, thread_name_prefix="s3seg"))
             _cache[cfg] = found
         return found
 

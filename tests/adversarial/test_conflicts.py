@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from advlab import Lab
 
-import s3seg.worker
+import s3seg.storage
 
 pytestmark = pytest.mark.integration
 
@@ -90,35 +90,31 @@ def test_destination_already_holding_identical_bytes_is_deduplicated(lab: Lab) -
     _assert_state(lab, {**lab.seeded, dst: lab.seeded[src]})
 
 
-# -- during apply: at exact protocol steps, from a botocore hook in an in-process run --------------------------
+# -- during apply: at exact protocol steps, around the storage layer's CopyObject in an in-process run ----------
 @contextmanager
 def _on_copy(when: str, dst: str, action: Callable[[], None]) -> Iterator[None]:
-    """Run ``action`` once, just ``before`` or ``after`` the CopyObject onto ``dst``, in every S3 client the
-    worker side builds (in-process runs)."""
-    real = s3seg.worker.make_client
+    """Run ``action`` once, just ``before`` or ``after`` the CopyObject onto ``dst`` (in-process runs).
+
+    Hooked at ``Storage.copy``, below which both request paths (lean HTTP and botocore) sit.
+    """
+    real = s3seg.storage.Storage.copy
     fired: list[bool] = []
 
-    def before(params: Any, **kw: Any) -> None:
-        if when == "before" and params.get("Key") == dst and not fired:
+    def copy(st: Any, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, **kw: Any) -> str:
+        if when == "before" and dst_key == dst and not fired:
             fired.append(True)
             action()
-
-    def after(context: Any, **kw: Any) -> None:
-        if when == "after" and context.get("input_params", {}).get("Key") == dst and not fired:
+        etag = real(st, src_bucket, src_key, dst_bucket, dst_key, **kw)
+        if when == "after" and dst_key == dst and not fired:
             fired.append(True)
             action()
+        return etag
 
-    def make(spec: Any) -> Any:
-        client = real(spec)
-        client.meta.events.register("before-parameter-build.s3.CopyObject", before)
-        client.meta.events.register("after-call.s3.CopyObject", after)
-        return client
-
-    s3seg.worker.make_client = make  # type: ignore[assignment]
+    s3seg.storage.Storage.copy = copy  # type: ignore[method-assign]
     try:
         yield
     finally:
-        s3seg.worker.make_client = real  # type: ignore[assignment]
+        s3seg.storage.Storage.copy = real  # type: ignore[method-assign]
     assert fired, "the hook never fired"
 
 

@@ -55,6 +55,8 @@ def s3(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Itera
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("mode") == "server-send":
         endpoint = request.getfixturevalue("moto_endpoint")
+        # This mode's enforcement lives in botocore hooks: every request must go through botocore.
+        monkeypatch.setattr(s3seg.storage.LeanPath, "for_client", classmethod(lambda cls, client: None))
         yield boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         return
     with mock_aws():
