@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -526,6 +526,7 @@ class Storage:
         instead ignores the header, and s3seg then checks that condition itself (HEAD) before acting.
         Everything created here is deleted again.
         """
+        self._sweep_stale_probes(bucket, prefix)
         base = f"{prefix}{uuid.uuid4().hex}/"
         a, b, c = base + "a", base + "b", base + "c"
         wrong = '"00000000000000000000000000000000"'
@@ -555,6 +556,20 @@ class Storage:
             delete_if_match=delete_if_match,
             batch_delete_etag=batch_delete_etag,
         )
+
+    def _sweep_stale_probes(self, bucket: str, prefix: str, max_age: timedelta = timedelta(hours=1)) -> None:
+        """Delete scratch objects that earlier probes, killed mid-way, left under ``prefix`` (older than an hour:
+        a probe takes seconds, so a younger one may belong to a run that is probing right now). Best effort."""
+        cutoff = datetime.now(UTC) - max_age
+        try:
+            for page in self.list_pages(bucket, prefix):
+                stale = [o.key for o in page if datetime.fromisoformat(o.last_modified) < cutoff]
+                for key in stale:
+                    self.delete(bucket, key)
+                if stale:
+                    log.info("removed %d stale probe objects under s3://%s/%s", len(stale), bucket, prefix)
+        except StorageError as err:
+            log.debug("could not sweep old probe objects under s3://%s/%s: %s", bucket, prefix, err)
 
     @staticmethod
     def _refused(call: Any) -> bool:
