@@ -262,8 +262,8 @@ class LeanPath:
         credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
         if credentials is None or config.signature_version not in (None, "s3v4", "v4"):
             return None
-        if (config.s3 or {}).get("addressing_style") != "path" or config.proxies:
-            return None
+        if (config.s3 or {}).get("addressing_style") != "path" or config.proxies or config.client_cert:
+            return None  # client_cert: mutual TLS, which this path does not do (it would present no certificate)
         endpoint = meta.endpoint_url
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:

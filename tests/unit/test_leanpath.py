@@ -36,7 +36,7 @@ import pytest
 from botocore import UNSIGNED
 from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.config import Config
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import s3seg.leanpath as leanpath
@@ -403,11 +403,21 @@ keys = st.lists(
 ).map("".join)
 regions = st.sampled_from(["us-east-1", "eu-central-1", "ap-southeast-2"])
 tokens = st.sampled_from([None, TOKEN])
-etags = st.sampled_from([None, '"9e107d9d372bb6826bd81d3542a419d6"', '"d41d8cd98f00b204e9800998ecf8427e-2"'])
+# (the last one: SigV4 signs header values with inner whitespace runs collapsed)
+etags = st.sampled_from([None, '"9e107d9d372bb6826bd81d3542a419d6"', '"d41d8cd98f00b204e9800998ecf8427e-2"', '"a  b"'])
 OFFLINE = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @OFFLINE
+@example(
+    src_key="/lead//x y+%2B?versionId=x~&<>\"'😀",
+    dst_key="a+b %2B\U0010fffd/./../",
+    region="us-east-1",
+    token=TOKEN,
+    if_match='"a  b"',
+    if_none_match=True,
+    storage_class="STANDARD_IA",
+)
 @given(
     src_key=keys,
     dst_key=keys,
@@ -522,7 +532,7 @@ def test_delete_objects_is_signed_as_botocore_signs_it(
     # \n: that is botocore's flaw, so \r is left out of that comparison.)
     boto = wire.botocore(region, token)
     objects = [{"Key": k, **({"ETag": e} if e else {})} for k, e in items]
-    boto.client.delete_objects(Bucket="bkt", Delete={"Objects": objects, "Quiet": False})  # type: ignore[arg-type]
+    boto.client.delete_objects(Bucket="bkt", Delete={"Objects": objects, "Quiet": False})  # type: ignore[typeddict-item]
     theirs = boto.last()
     assert theirs.target == sent.target
     assert (
@@ -947,6 +957,80 @@ def test_an_unreadable_delete_answer_leaves_every_key_unconfirmed(stub: Stub, le
     assert (info.value.code, info.value.retryable) == ("MalformedResponse", True)
 
 
+def http_answer(head: str, body: bytes = b"") -> bytes:
+    return head.replace("\n", "\r\n").encode() + body
+
+
+def chunked(*parts: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+def test_a_chunked_answer_is_read_whole_and_the_connection_kept(stub: Stub, lean: LeanPath, clock: Clock) -> None:
+    stub.script(
+        Reply(raw=http_answer("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n", chunked(COPIED[:20], COPIED[20:]))),
+        Reply(204),
+    )
+    assert copy(lean) == '"abc"'
+    lean.delete("b", "k", if_match=None)
+    assert (len(stub.seen), stub.connections, clock.sleeps) == (2, 1, [])
+
+
+def test_an_answer_delimited_by_the_close_is_read_to_the_end(stub: Stub, lean: LeanPath, clock: Clock) -> None:
+    stub.script(Reply(raw=http_answer("HTTP/1.1 200 OK\nConnection: close\n\n", COPIED), close_after=True), Reply(204))
+    assert copy(lean) == '"abc"'
+    lean.delete("b", "k", if_match=None)
+    assert (len(stub.seen), stub.connections, clock.sleeps) == (2, 2, [])
+
+
+def test_an_http_1_0_answer_is_not_kept_alive(stub: Stub, lean: LeanPath, clock: Clock) -> None:
+    stub.script(Reply(raw=http_answer("HTTP/1.0 204 No Content\n\n"), close_after=True), Reply(204))
+    lean.delete("b", "k", if_match=None)
+    lean.delete("b", "k", if_match=None)
+    assert (len(stub.seen), stub.connections, clock.sleeps) == (2, 2, [])
+
+
+def test_interim_answers_and_bodyless_204s_are_handled(stub: Stub, lean: LeanPath, clock: Clock) -> None:
+    stub.script(
+        Reply(raw=http_answer("HTTP/1.1 100 Continue\n\nHTTP/1.1 204 No Content\nx-amz-id-2: a\n\n")),
+        Reply(raw=http_answer("HTTP/1.1 204 No Content\n\n")),
+        Reply(200, COPIED),
+    )
+    lean.delete("b", "k", if_match=None)
+    lean.delete("b", "k", if_match=None)
+    assert copy(lean) == '"abc"'  # the connection was left clean for the next answer
+    assert (len(stub.seen), stub.connections, clock.sleeps) == (3, 1, [])
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        http_answer("HTTP/1.1 200 OK\nContent-Length: 500\n\n", COPIED),  # cut short
+        http_answer("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n", b"40\r\n" + COPIED[:10]),  # cut chunk
+        http_answer("HTTP/1.1 200 OK\nContent-Le"),  # cut in the headers
+        b"SSH-2.0-OpenSSH_9.2\r\n",  # not HTTP
+        http_answer("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n", b"zz\r\n"),  # bad chunk size
+    ],
+    ids=["short-body", "short-chunk", "short-headers", "not-http", "bad-chunk-size"],
+)
+def test_a_broken_answer_is_a_lost_answer_retried_on_a_new_connection(
+    stub: Stub, lean: LeanPath, clock: Clock, broken: bytes
+) -> None:
+    stub.script(Reply(raw=broken, close_after=True), PRECONDITION)
+    with pytest.raises(StorageError) as info:
+        copy(lean)
+    assert (info.value.code, info.value.retried) == ("PreconditionFailed", True)  # the first may have applied
+    assert (len(stub.seen), stub.connections, len(clock.sleeps)) == (2, 2, 1)
+
+
+def test_a_lean_copy_etag_comes_back_quoted_as_botocores_does(stub: Stub, lean: LeanPath, boto: Botocore) -> None:
+    # SeaweedFS answers CopyObject with an unquoted ETag (FINDINGS.md); callers compare quoted ones.
+    stub.script(Reply(200, b"<CopyObjectResult><ETag>abc</ETag></CopyObjectResult>"))
+    boto.replies.append(Reply(200, b"<CopyObjectResult><ETag>abc</ETag></CopyObjectResult>"))
+    args: dict[str, Any] = {"if_match": None, "if_none_match": False, "storage_class": ""}
+    assert Storage(boto.client, lean).copy("s", "k", "d", "k", **args) == '"abc"'
+    assert Storage(boto.client).copy("s", "k", "d", "k", **args) == '"abc"'
+
+
 def test_an_endpoint_path_prefix_is_kept(stub: Stub, clock: Clock) -> None:
     lean = lean_for(stub.endpoint + "/s3/", Creds())
     stub.script(Reply(204))
@@ -1205,8 +1289,12 @@ def _client(**kw: Any) -> Any:
             "endpoint_url": "http://127.0.0.1:9",
             "config": Config(s3={"addressing_style": "path"}, proxies={"http": "http://proxy:3128"}),
         },
+        {  # mutual TLS: the lean path would present no client certificate
+            "endpoint_url": "https://127.0.0.1:9",
+            "config": Config(s3={"addressing_style": "path"}, client_cert=("/nonexistent/c.pem", "/nonexistent/k.pem")),
+        },
     ],
-    ids=["anonymous", "virtual-hosted", "default-addressing", "proxy"],
+    ids=["anonymous", "virtual-hosted", "default-addressing", "proxy", "tls-client-certificate"],
 )
 def test_clients_the_lean_path_cannot_reproduce_keep_botocore(kw: dict[str, Any], no_proxy: None) -> None:
     assert LeanPath.for_client(_client(**kw)) is None
@@ -1239,7 +1327,6 @@ def test_retry_settings_follow_the_client(no_proxy: None) -> None:
 
     assert attempts({"mode": "standard", "total_max_attempts": 8}) == 8
     assert attempts({"mode": "standard", "max_attempts": 4}) == 5  # max_attempts counts retries
-    assert attempts(None) == 3
 
 
 def test_not_an_http_endpoint_is_refused() -> None:
