@@ -20,13 +20,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from s3seg.crashpoints import crash_point
 from s3seg.moves import Kind, Options, Result, Task, copy_phase, delete_sources
 from s3seg.storage import ClientSpec, Storage, make_client, make_storage
 
 log = logging.getLogger(__name__)
+X = TypeVar("X")
+Y = TypeVar("Y")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,30 +110,27 @@ def _safe(fn: Callable[[Task], Result]) -> Callable[[Task], Result]:
     return run
 
 
-def _fan_out(pool: ThreadPoolExecutor, threads: int, fn: Callable[[Task], Result], tasks: list[Task]) -> list[Result]:
-    """``[fn(t) for t in tasks]`` on up to ``threads`` pool threads, each draining a shared iterator.
+def _fan_out(pool: ThreadPoolExecutor, threads: int, fn: Callable[[X], Y], items: list[X]) -> list[Y]:
+    """``[fn(x) for x in items]`` on up to ``threads`` pool threads, each draining a shared iterator.
 
-    One future per thread instead of one per task (``pool.map``): the per-task future, condition variable and
-    queue hand-off cost more client CPU than a lean S3 request itself.
+    One future per thread instead of one per item (``pool.map``): the per-item future, condition variable and
+    queue hand-off cost more client CPU than a lean S3 request itself. An exception in ``fn`` propagates.
     """
-    results: list[Result | None] = [None] * len(tasks)
-    items = iter(enumerate(tasks))
+    results: list[Y | None] = [None] * len(items)
+    todo = iter(enumerate(items))
     lock = threading.Lock()
 
     def drain() -> None:
         while True:
             with lock:
-                nxt = next(items, None)
+                nxt = next(todo, None)
             if nxt is None:
                 return
             results[nxt[0]] = fn(nxt[1])
 
-    for fut in [pool.submit(drain) for _ in range(min(threads, len(tasks)))]:
+    for fut in [pool.submit(drain) for _ in range(min(threads, len(items)))]:
         fut.result()
-    done = [r for r in results if r is not None]
-    if len(done) != len(tasks):  # cannot happen (fn never raises); never return a short list silently
-        raise RuntimeError(f"{len(tasks) - len(done)} results missing from a batch")
-    return done
+    return cast(list[Y], results)  # every slot is filled: an exception in fn would have propagated above
 
 
 def copy_batch(cfg: WorkerConfig, tasks: list[Task]) -> list[Result]:
@@ -152,8 +151,8 @@ def delete_batch(cfg: WorkerConfig, items: list[tuple[Task, Result]]) -> list[Re
         os._exit(1)
     st, pool = _resources(cfg)
 
-    def run(fn: Callable[[Task], Result], tasks: list[Task]) -> list[Result]:
-        return _fan_out(pool, cfg.threads, _safe(fn), tasks)
+    def run(fn: Callable[[X], Y], items: list[X]) -> list[Y]:
+        return _fan_out(pool, cfg.threads, fn, items)
 
     try:
         results = delete_sources(st, items, cfg.options, run)
