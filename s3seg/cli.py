@@ -42,7 +42,7 @@ def _target_flags(p: argparse.ArgumentParser) -> None:
         "--botocore-only",
         action="store_true",
         help="send every request through botocore (by default per-object calls to an explicit endpoint take "
-        "s3seg's lean HTTP path: same requests, a quarter of the client CPU)",
+        "s3seg's lean HTTP path: same requests, a fifth of the client CPU)",
     )
 
 
