@@ -134,6 +134,7 @@ class DaskBackend:
         self._lock = threading.Lock()
         self._pending: dict[Future[Any], Any] = {}  # keeps each Dask future referenced until it is done
         self._slots = 2
+        self.pipelined = False  # each phase is its own Dask task
         self._slots_at = 0.0
         log.info("dask: %s, %d batches in flight", self._client.scheduler.address, self.slots)
 

@@ -6,6 +6,9 @@ For each batch, in this order (the order is what makes a kill -9 at any instant 
 2. ``copied`` record, fsynced          -> then the delete phase of the proven copies is sent
 3. ``outcome`` records (group commit)  -> the batch is finished
 
+With a process pool, step 2 also writes the next batch's ``intent`` and sends both phases in one call
+(``step_batch``): that batch's deletes run beside the next batch's copies, each after its own durable record.
+
 A crash between any two steps leaves ids in INTENT or COPIED; the next run re-checks them against S3 with the
 same idempotent protocol. The number of batches in flight is bounded (back-pressure), so memory does not grow
 with the manifest.
@@ -34,7 +37,7 @@ from typing import Any, Protocol
 from s3seg.crashpoints import crash_point
 from s3seg.journal import Journal, Status
 from s3seg.moves import NEEDS_DELETE, Kind, Result, Task
-from s3seg.worker import WorkerConfig, copy_batch, delete_batch, init_process
+from s3seg.worker import WorkerConfig, copy_batch, delete_batch, init_process, step_batch
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +84,17 @@ class Backend(Protocol):
         """How many batches may usefully be in flight at once."""
         ...
 
+    @property
+    def pipelined(self) -> bool:
+        """Whether ``step_batch`` (a delete phase beside the next copy phase, in one call) may be submitted."""
+        ...
+
 
 class InlineBackend:
     """Runs each batch immediately in this process (tests with in-process moto, debugging)."""
 
     slots = 1
+    pipelined = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         fut: Future[Any] = Future()
@@ -114,6 +123,7 @@ class ProcessBackend:
             initargs=(self._queue, log_level, os.getpid()),  # the workers watch this pid: they die with it
         )
         self.slots = processes * 2  # one batch running and one queued per process: no idle gaps
+        self.pipelined = True  # a batch's delete phase runs beside the next batch's copy phase (step_batch)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         return self._pool.submit(fn, *args)
@@ -194,38 +204,59 @@ def execute(
         crash_point("after-outcome")
         on_progress(len(results))
 
+    def next_batch() -> list[Task] | None:
+        """The next batch with its ``intent`` record durable (copies may start), or None (none left, stopping)."""
+        if stopping:
+            return None
+        batch = next(batches, None)
+        if batch is not None:
+            journal.intent(direction, [t.id for t in batch])  # durable before any copy
+            crash_point("after-intent")
+            report.submitted += len(batch)
+        return batch
+
+    def handle_copied(batch: list[Task], results: list[Result]) -> None:
+        by_id = {t.id: t for t in batch}
+        proven = [(by_id[r.id], r) for r in results if r.kind in NEEDS_DELETE]
+        finals = [r for r in results if r.kind not in NEEDS_DELETE]
+        if proven:
+            etags = {t.id: r.dst_etag for t, r in proven if r.dst_etag and r.dst_etag != t.etag}
+            dedup = [t.id for t, r in proven if r.kind is Kind.IDENTICAL_THEIRS]
+            crash_point("before-copied-record")
+            journal.copied(direction, [t.id for t, _ in proven], etags, dedup)  # durable before deletes
+            crash_point("after-copied-record")
+            # Even when stopping: the delete phase belongs to a batch already in flight, and finishing it
+            # leaves fewer items in COPIED (either way is safe: COPIED items are re-checked on resume).
+            kinds = {t.id: r.kind for t, r in proven}
+            following = next_batch() if backend.pipelined else None
+            if following is not None:
+                # Both records are durable: copied for this batch (deletes may start), intent for the next
+                # (copies may start). One worker call runs the two phases side by side.
+                in_flight[backend.submit(step_batch, cfg, proven, following)] = ("step", (kinds, following))
+            else:
+                in_flight[backend.submit(delete_batch, cfg, proven)] = ("delete", kinds)
+        if finals:
+            record(finals)
+
     def handle(fut: Future[Any]) -> None:
         phase, payload = in_flight.pop(fut)
-        results: list[Result] = fut.result()
         if phase == "copy":
-            by_id = {t.id: t for t in payload}
-            proven = [(by_id[r.id], r) for r in results if r.kind in NEEDS_DELETE]
-            finals = [r for r in results if r.kind not in NEEDS_DELETE]
-            if proven:
-                etags = {t.id: r.dst_etag for t, r in proven if r.dst_etag and r.dst_etag != t.etag}
-                dedup = [t.id for t, r in proven if r.kind is Kind.IDENTICAL_THEIRS]
-                crash_point("before-copied-record")
-                journal.copied(direction, [t.id for t, _ in proven], etags, dedup)  # durable before deletes
-                crash_point("after-copied-record")
-                # Even when stopping: the delete phase belongs to a batch already in flight, and finishing it
-                # leaves fewer items in COPIED (either way is safe: COPIED items are re-checked on resume).
-                fut2 = backend.submit(delete_batch, cfg, proven)
-                in_flight[fut2] = ("delete", {t.id: r.kind for t, r in proven})
-            if finals:
-                record(finals)
+            handle_copied(payload, fut.result())
+        elif phase == "step":
+            kinds, following = payload
+            deleted, copied = fut.result()
+            record(deleted, kinds)
+            handle_copied(following, copied)
         else:
-            record(results, payload)
+            record(fut.result(), payload)
 
     try:
         while True:
             try:
                 if not stopping and len(in_flight) < backend.slots:
-                    batch = next(batches, None)
+                    batch = next_batch()
                     if batch is not None:
-                        journal.intent(direction, [t.id for t in batch])  # durable before any copy
-                        crash_point("after-intent")
                         in_flight[backend.submit(copy_batch, cfg, batch)] = ("copy", batch)
-                        report.submitted += len(batch)
                         continue
                     if not in_flight:
                         break

@@ -41,6 +41,7 @@ class WorkerConfig:
 
 
 _lock = threading.Lock()
+_DELETE_THREADS = 4  # pool threads beyond cfg.threads, for the delete phase that overlaps a copy phase
 _cache: dict[WorkerConfig, tuple[Storage, ThreadPoolExecutor]] = {}
 
 
@@ -49,7 +50,8 @@ def _resources(cfg: WorkerConfig) -> tuple[Storage, ThreadPoolExecutor]:
         found = _cache.get(cfg)
         if found is None:
             storage = make_storage(cfg.spec, make_client(cfg.spec))
-            found = (storage, ThreadPoolExecutor(cfg.threads, thread_name_prefix="s3seg"))
+            # Room for a delete phase's few DeleteObjects beside a full copy phase (see ``step_batch``).
+            found = (storage, ThreadPoolExecutor(cfg.threads + _DELETE_THREADS, thread_name_prefix="s3seg"))
             _cache[cfg] = found
         return found
 
@@ -161,3 +163,25 @@ def delete_batch(cfg: WorkerConfig, items: list[tuple[Task, Result]]) -> list[Re
     except Exception as exc:
         log.exception("unexpected error in a delete batch")
         return [Result(t.id, Kind.ERROR, code=type(exc).__name__, detail=str(exc)) for t, _ in items]
+
+
+def step_batch(
+    cfg: WorkerConfig, items: list[tuple[Task, Result]], tasks: list[Task]
+) -> tuple[list[Result], list[Result]]:
+    """The delete phase of one batch and the copy phase of the next, at the same time in this process.
+
+    A delete phase is a few DeleteObjects that the store works through key by key; run alone it leaves this
+    process's copy threads idle (measured: the two cores dipped to ~65% busy for a third of the time). The
+    parent sends this only after both preconditions are durable: ``copied`` for ``items`` (their deletes may
+    start) and ``intent`` for ``tasks`` (their copies may start). Returns (delete results, copy results).
+    """
+    deleted: list[list[Result]] = []
+    deleter = threading.Thread(target=lambda: deleted.append(delete_batch(cfg, items)), name="s3seg-delete-phase")
+    deleter.start()
+    try:
+        copied = copy_batch(cfg, tasks)
+    finally:
+        deleter.join()
+    if not deleted:  # delete_batch turns every exception into results; only a process exit gets here
+        raise RuntimeError("the delete phase returned no results")
+    return deleted[0], copied
