@@ -279,8 +279,16 @@ def test_apply_moves_every_object_exactly_once(
     assert res.mode  # the log and summary say which checks ran where
 
 
+class PipelinedInline(s3seg.executor.InlineBackend):
+    """The in-process backend, but with the process pool's pipelining: ``step_batch`` runs a batch's delete
+    phase beside the next batch's copy phase (two threads of this process)."""
+
+    pipelined = True
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["phase-by-phase", "pipelined"])
 def test_journal_records_each_intent_before_its_copy_and_each_copied_record_before_its_delete(
-    s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipelined: bool
 ) -> None:
     """Watch every CopyObject and DeleteObjects as it is sent and read the journal file at that instant."""
     objects = seed(s3, bucket, 12)
@@ -318,7 +326,8 @@ def test_journal_records_each_intent_before_its_copy_and_each_copied_record_befo
         return c
 
     monkeypatch.setattr(s3seg.worker, "make_client", make)
-    commands.apply(manifest, opts("client", batch_size=5))
+    backend = PipelinedInline() if pipelined else None
+    commands.apply(manifest, opts("client", batch_size=5), backend=backend)
 
     assert contents(s3, bucket) == moved(objects)
     assert sorted(i for op, i, _ in seen if op == "copy") == list(range(1, 13))
@@ -334,6 +343,8 @@ def test_journal_records_each_intent_before_its_copy_and_each_copied_record_befo
     for i in range(1, 13):
         assert first[("intent", i)] < first[("copied", i)] < first[("outcome", i)]
     assert [len(r["ids"]) for r in records if r.get("ev") == "intent"] == [5, 5, 2]
+    # Pipelined, the second batch's intent is written before the first batch's deletes are finished.
+    assert (first[("intent", 6)] < first[("outcome", 1)]) is pipelined
 
 
 # -- every outcome ------------------------------------------------------------------------------------------
