@@ -32,6 +32,7 @@ import html
 import logging
 import random
 import re
+import select
 import socket
 import ssl
 import threading
@@ -559,8 +560,6 @@ class Connection:
 
 def _closed_by_peer(sock: socket.socket) -> bool:
     """True if an idle keep-alive socket was closed by the server (readable with no request outstanding)."""
-    import select
-
     try:
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):

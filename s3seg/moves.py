@@ -334,12 +334,14 @@ def _delete_batched(st: Storage, tasks: list[Task], opts: Options, run: Mapper, 
     key): a 500-key request holds its worker for a good fraction of a second, during which that process
     copies nothing. Keys the batch could not settle are retried one by one.
     """
-    singles = [t for t in tasks if not is_xml_safe(t.src_key)]  # control characters can break the XML body
+    singles: list[Task] = []
     chunks: list[list[Task]] = []
     by_bucket: dict[str, list[Task]] = {}
     for t in tasks:
         if is_xml_safe(t.src_key):
             by_bucket.setdefault(t.src_bucket, []).append(t)
+        else:
+            singles.append(t)  # control characters can break the XML body of DeleteObjects
     size = max(1, min(opts.delete_chunk, 1000))
     for group in by_bucket.values():
         chunks.extend(group[start : start + size] for start in range(0, len(group), size))
