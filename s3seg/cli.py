@@ -65,6 +65,14 @@ def _exec_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     g.add_argument(
+        "--lock-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another s3seg run on the same buckets to finish (default 0: refuse at once, "
+        "exit 3, naming the other run)",
+    )
+    g.add_argument(
         "--executor",
         choices=("local", "dask"),
         default="local",
@@ -266,10 +274,10 @@ def print_exec(result: commands.ExecResult, out: TextIO) -> None:
         _print(out, f"interrupted: re-run `s3seg {verb} {result.manifest}` to resume")
 
 
-def exec_exit_code(result: commands.ExecResult) -> ExitCode:
+def exec_exit_code(result: commands.ExecResult) -> int:
     r = result.report
     if r.interrupted:
-        return ExitCode.INTERRUPTED
+        return 128 + r.signal if r.signal else ExitCode.INTERRUPTED
     if result.dry_run_lines or not result.todo:
         return ExitCode.OK
     good = APPLY_DONE if result.direction == "apply" else ROLLBACK_DONE
@@ -292,6 +300,8 @@ def _exec_opts(args: argparse.Namespace) -> commands.ExecOptions:
         raise UsageError("--processes must be 0 or more")
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be 1 or more")
+    if args.lock_wait < 0:
+        raise UsageError("--lock-wait must be 0 or more seconds")
     return commands.ExecOptions(
         journal=args.journal,
         processes=args.processes,
@@ -302,6 +312,7 @@ def _exec_opts(args: argparse.Namespace) -> commands.ExecOptions:
         log_level=logging.DEBUG if args.verbose else logging.INFO,
         executor=args.executor,
         scheduler=args.scheduler,
+        lock_wait=args.lock_wait,
     )
 
 
@@ -334,7 +345,7 @@ def _manifest_log_file(path: str) -> str | None:
         return None
 
 
-def _run(args: argparse.Namespace, out: TextIO) -> ExitCode:
+def _run(args: argparse.Namespace, out: TextIO) -> int:
     cmd = args.command
     if cmd == "status":
         st = commands.status(args.manifest, args.journal)
@@ -432,8 +443,16 @@ def run_cli(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int
     if not args.command:
         parser.print_usage(sys.stderr)
         return ExitCode.USAGE
-    # SIGTERM (cron timeouts, systemd) stops as cleanly as Ctrl-C.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGTERM and SIGHUP (systemd, cron timeouts, a closed terminal) stop as cleanly as Ctrl-C. While moves run,
+    # the executor routes all three to a graceful stop of its own; elsewhere (planning, probing) they interrupt.
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
     try:
         return int(_run(args, out))
     except S3SegError as exc:
@@ -442,8 +461,4 @@ def run_cli(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int
         return int(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("s3seg: interrupted; re-run the same command to resume\n")
-        return int(ExitCode.INTERRUPTED)
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+        return 128 + received[0] if received else int(ExitCode.INTERRUPTED)

@@ -8,6 +8,7 @@ Must not: print, parse argv, or call ``sys.exit`` (``cli`` owns user output and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -21,14 +22,12 @@ from s3seg.errors import ManifestError, UsageError
 from s3seg.executor import APPLY, ROLLBACK, Backend, InlineBackend, ProcessBackend, RunReport, execute
 from s3seg.journal import (
     APPLY_DONE,
-    APPLY_TOUCHED,
-    ROLLBACK_OPEN,
     Journal,
     JournalState,
-    Status,
     journal_path_for,
     replay,
 )
+from s3seg.lease import Holder, Lease, buckets_of, default_ttl
 from s3seg.manifest import Manifest, ManifestInfo
 from s3seg.moves import Options, Task
 from s3seg.planner import PlanReport
@@ -62,6 +61,7 @@ class ExecOptions:
     log_level: int = logging.INFO
     executor: str = "local"  # local (process pool) | dask
     scheduler: str | None = None  # Dask scheduler address; None with executor "dask" starts a LocalCluster
+    lock_wait: float = 0.0  # seconds to wait for another run's lease on the same buckets before refusing
 
 
 @dataclass(slots=True)
@@ -145,39 +145,36 @@ def _check_target(info: ManifestInfo, manifest: str, target: Target) -> str | No
 def _pending_apply(manifest: Manifest, state: JournalState) -> Iterator[Task]:
     states = state.states
     done = {int(s) for s in APPLY_DONE}
-    resumable = {int(Status.INTENT), int(Status.COPIED), int(Status.FAILED)}
     for m in manifest.moves():
-        s = states[m.id]
-        if s in done:
+        if states[m.id] in done:
             continue
         extra = state.copy_etags.get(m.id)
         yield Task(
             m.id, m.src_bucket, m.src_key, m.dst_bucket, m.dst_key, m.etag, m.size, m.storage_class,
-            same_etags=(extra,) if extra else (), resumed=s in resumable,
+            same_etags=(extra,) if extra else (), resumed=state.dst_may_be_ours(m.id),
         )  # fmt: skip
 
 
-ROLLBACK_TODO = APPLY_TOUCHED | ROLLBACK_OPEN
-
-
 def _pending_rollback(manifest: Manifest, state: JournalState) -> Iterator[Task]:
-    states = state.states
-    todo = {int(s) for s in ROLLBACK_TODO}
+    """The inverse of every move this manifest's runs changed something for (``JournalState.rollback_wanted``):
+    destination -> source, allowed only if the destination is still what we put there."""
     for m in manifest.moves():
-        if states[m.id] not in todo:
+        if not state.rollback_wanted(m.id):
             continue
         moved_etag = state.copy_etags.get(m.id, m.etag)
-        # The inverse move: destination -> source, allowed only if the destination is still what we put there.
         yield Task(
             m.id, m.dst_bucket, m.dst_key, m.src_bucket, m.src_key, moved_etag, m.size, m.storage_class,
             same_etags=(m.etag,), keep_source=m.id in state.dedup, resumed=True,
+            # A moved object missing from its destination is a loss only if apply may have removed the original;
+            # otherwise (its apply failed before copying, say) there is simply nothing to undo.
+            src_required=state.src_may_be_deleted(m.id),
         )  # fmt: skip
 
 
 def _count_todo(state: JournalState, direction: str) -> int:
     if direction == APPLY:
         return state.entries - sum(1 for _ in state.ids_with(APPLY_DONE))
-    return sum(1 for _ in state.ids_with(ROLLBACK_TODO))
+    return sum(1 for i in range(1, state.entries + 1) if state.rollback_wanted(i))
 
 
 def _capabilities(storage: Storage, bucket: str, mode: str) -> Capabilities:
@@ -203,8 +200,13 @@ def execute_manifest(
     on_start: Callable[[int], None] = lambda n: None,
     on_progress: Callable[[int], None] = lambda n: None,
     backend: Backend | None = None,
+    lease: Lease | None = None,
 ) -> ExecResult:
-    """Apply (or roll back) a manifest, resuming from its journal. See ``apply`` and ``rollback``."""
+    """Apply (or roll back) a manifest, resuming from its journal. See ``apply`` and ``rollback``.
+
+    Before any mutation the run takes the lease of every bucket the manifest touches (``s3seg.lease``), unless
+    the caller already holds ``lease`` over them (``run``: plan and apply under one lease).
+    """
     manifest = Manifest(manifest_path)
     info = manifest.verify()
     endpoint = _check_target(info, manifest_path, target)
@@ -226,40 +228,77 @@ def execute_manifest(
             processes = opts.processes if opts.processes is not None else int(config.get("processes", 1))
             spec = client_spec({**config, "endpoint_url": endpoint}, target, threads=threads)
             mode = opts.conditional_writes or str(config.get("conditional_writes", "auto"))
-            probe_bucket = next(_buckets(manifest, direction))
-            caps = _capabilities(make_storage(spec, make_client(spec)), probe_bucket, mode)
-            result.mode = caps.describe()
-            log.info("%s %s: %d of %d moves to do; %s", direction, name, todo, info.entries, result.mode)
-            cfg = WorkerConfig(
-                spec=spec,
-                threads=threads,
-                options=Options(
-                    caps=caps,
-                    multipart_threshold=int(config.get("multipart_threshold", 5 * 1024**3)),
-                    multipart_chunksize=int(config.get("multipart_chunksize", 512 * 1024**2)),
-                    preserve_encryption=config.get("copy_encryption") == "preserve",
-                    item_retries=int(config.get("item_retries", 5)),
-                ),
-            )
-            own_backend = backend is None
-            if backend is None:
-                backend = _make_backend(opts, processes)
-            pending = _pending_apply if direction == APPLY else _pending_rollback
-            try:
-                result.report = execute(
-                    journal,
-                    direction,
-                    pending(manifest, journal.state),
-                    backend,
-                    cfg,
-                    batch_size=opts.batch_size or int(config.get("batch_size", 500)),
-                    on_progress=on_progress,
-                )
-            finally:
-                if own_backend:
-                    backend.shutdown(cancel=True)
+            storage = make_storage(spec, make_client(spec))
+            buckets = buckets_of((m.src_bucket, m.dst_bucket) for m in manifest.moves())
+            with contextlib.ExitStack() as stack:
+                if lease is None or not set(buckets) <= set(lease.buckets):
+                    lease = stack.enter_context(_lease(storage, buckets, direction, manifest_path, opts, spec))
+                probe_bucket = next(_buckets(manifest, direction))
+                caps = _capabilities(storage, probe_bucket, mode)
+                result.mode = caps.describe()
+                _execute_under_lease(
+                    result, journal, manifest, direction, opts, spec, caps, config, threads, processes, backend,
+                    on_progress, lease,
+                )  # fmt: skip
         result.totals = {s.label: n for s, n in journal.state.counts().items()}
     return result
+
+
+def _lease(
+    storage: Storage, buckets: list[str], command: str, manifest: str, opts: ExecOptions, spec: ClientSpec
+) -> Lease:
+    executor = "local" if opts.executor != "dask" else ("dask" if opts.scheduler else "dask-local")
+    holder = Holder.me(command, os.path.abspath(manifest) if manifest else "", default_ttl(), executor)
+    return Lease(storage, buckets, holder, scope=spec.endpoint_url or "aws", wait=opts.lock_wait)
+
+
+def _execute_under_lease(
+    result: ExecResult,
+    journal: Journal,
+    manifest: Manifest,
+    direction: str,
+    opts: ExecOptions,
+    spec: ClientSpec,
+    caps: Capabilities,
+    config: dict[str, Any],
+    threads: int,
+    processes: int,
+    backend: Backend | None,
+    on_progress: Callable[[int], None],
+    lease: Lease,
+) -> None:
+    """Probe done and lease held: build the workers' config and run the pipeline."""
+    name = os.path.basename(manifest.path)
+    log.info("%s %s: %d of %d moves to do; %s", direction, name, result.todo, result.entries, result.mode)
+    cfg = WorkerConfig(
+        spec=spec,
+        threads=threads,
+        options=Options(
+            caps=caps,
+            multipart_threshold=int(config.get("multipart_threshold", 5 * 1024**3)),
+            multipart_chunksize=int(config.get("multipart_chunksize", 512 * 1024**2)),
+            preserve_encryption=config.get("copy_encryption") == "preserve",
+            item_retries=int(config.get("item_retries", 5)),
+        ),
+    )
+    own_backend = backend is None
+    if backend is None:
+        backend = _make_backend(opts, processes)
+    pending = _pending_apply if direction == APPLY else _pending_rollback
+    try:
+        result.report = execute(
+            journal,
+            direction,
+            pending(manifest, journal.state),
+            backend,
+            cfg,
+            batch_size=opts.batch_size or int(config.get("batch_size", 500)),
+            on_progress=on_progress,
+            guard=lease.guard,
+        )
+    finally:
+        if own_backend:
+            backend.shutdown(cancel=True)
 
 
 def _check_executor(opts: ExecOptions) -> None:
@@ -366,6 +405,17 @@ def run(
     if not opts.dry_run:
         _check_executor(opts)  # a missing Dask fails before the plan, not after it
     path = output or default_manifest_path(settings, now)
-    report = plan(settings, path, now=now, override=override, unlimited=unlimited, target=target, inventory=inventory)
-    result = apply(path, opts, target, on_start=on_start, on_progress=on_progress)
+    if opts.dry_run:
+        report = plan(
+            settings, path, now=now, override=override, unlimited=unlimited, target=target, inventory=inventory
+        )
+        return report, apply(path, opts, target, on_start=on_start, on_progress=on_progress)
+    # One lease over plan and apply: no other run can change these buckets between the listing and the moves.
+    spec = client_spec(settings.to_dict(), target)
+    buckets = sorted({settings.source.bucket, settings.segregated.bucket, settings.error.bucket})
+    with _lease(make_storage(spec, make_client(spec)), buckets, "run", path, opts, spec) as lease:
+        report = plan(
+            settings, path, now=now, override=override, unlimited=unlimited, target=target, inventory=inventory
+        )
+        result = apply(path, opts, target, on_start=on_start, on_progress=on_progress, lease=lease)
     return report, result

@@ -176,6 +176,16 @@ class DaskBackend:
         dfut.add_done_callback(settle)
         return fut
 
+    def abort(self) -> None:
+        """Cancel every batch not yet finished (a running Dask task may still complete its current objects)."""
+        with self._lock:
+            pending = list(self._pending.values())
+        if pending:
+            try:
+                self._client.cancel(pending)
+            except Exception:  # best effort on a scheduler going away
+                log.debug("could not cancel Dask tasks", exc_info=True)
+
     def shutdown(self, *, cancel: bool) -> None:
         with self._lock:
             pending = list(self._pending.values())

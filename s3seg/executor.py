@@ -21,9 +21,12 @@ Must not: parse CLI arguments, print, or draw progress bars (``on_progress`` is 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +38,7 @@ from logging.handlers import QueueListener
 from typing import Any, Protocol
 
 from s3seg.crashpoints import crash_point
+from s3seg.errors import JournalError
 from s3seg.journal import Journal, Status
 from s3seg.moves import NEEDS_DELETE, Kind, Result, Task
 from s3seg.worker import WorkerConfig, copy_batch, delete_batch, init_process, step_batch
@@ -46,6 +50,8 @@ ROLLBACK = "rollback"
 
 _APPLY_STATUS = {
     Kind.ALREADY_DONE: Status.ALREADY_DONE,
+    Kind.DONE_ELSEWHERE: Status.DONE_ELSEWHERE,
+    Kind.NOT_MOVED: Status.FAILED_MISSING,  # apply never sends a task whose source is optional
     Kind.SOURCE_CHANGED: Status.CONFLICT_SOURCE_CHANGED,
     Kind.DEST_DIFFERS: Status.CONFLICT_DEST_DIFFERS,
     Kind.MISSING: Status.FAILED_MISSING,
@@ -54,6 +60,8 @@ _APPLY_STATUS = {
 }
 _ROLLBACK_STATUS = {
     Kind.ALREADY_DONE: Status.ROLLED_BACK,
+    Kind.DONE_ELSEWHERE: Status.ROLLED_BACK,
+    Kind.NOT_MOVED: Status.R_NOT_MOVED,  # the moved object is not at its destination and was never moved
     Kind.SOURCE_CHANGED: Status.R_CONFLICT_DEST_MODIFIED,  # the moved object changed since the move
     Kind.DEST_DIFFERS: Status.R_CONFLICT_SOURCE_RECREATED,  # a new object sits at the original key
     Kind.MISSING: Status.R_FAILED_MISSING,
@@ -78,6 +86,10 @@ class Backend(Protocol):
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]: ...
 
     def shutdown(self, *, cancel: bool) -> None: ...
+
+    def abort(self) -> None:
+        """Stop the workers as soon as possible: no new object is started; running requests may be cut."""
+        ...
 
     @property
     def slots(self) -> int:
@@ -107,29 +119,57 @@ class InlineBackend:
     def shutdown(self, *, cancel: bool) -> None:
         return None
 
+    def abort(self) -> None:
+        return None  # nothing runs beside the caller
+
 
 class ProcessBackend:
     """A pool of spawned worker processes (never forked: no client, lock or thread is inherited)."""
 
     def __init__(self, processes: int, *, log_level: int = logging.INFO) -> None:
         ctx = multiprocessing.get_context("spawn")
-        self._queue: Any = ctx.Queue()
-        self._listener = QueueListener(self._queue, _ForwardToLogging(), respect_handler_level=False)
-        self._listener.start()
+        with signals_blocked():  # helper processes (the resource tracker) start with the signals held too
+            self._queue: Any = ctx.Queue()
+            self._abort_event: Any = ctx.Event()
+            self._listener = QueueListener(self._queue, _ForwardToLogging(), respect_handler_level=False)
+            self._listener.start()
         self._pool = ProcessPoolExecutor(
             max_workers=processes,
             mp_context=ctx,
             initializer=init_process,
-            initargs=(self._queue, log_level, os.getpid()),  # the workers watch this pid: they die with it
+            # the workers watch this pid (they die with it) and the abort event (they stop starting objects)
+            initargs=(self._queue, log_level, os.getpid(), self._abort_event),
         )
         self.slots = processes * 2  # one batch running and one queued per process: no idle gaps
         self.pipelined = True  # a batch's delete phase runs beside the next batch's copy phase (step_batch)
+        self._aborted = False
+        self._running: set[Future[Any]] = set()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
-        return self._pool.submit(fn, *args)
+        with signals_blocked():  # the pool starts worker processes on demand, inside submit
+            fut = self._pool.submit(fn, *args)
+        self._running.add(fut)
+        fut.add_done_callback(self._running.discard)
+        return fut
+
+    def abort(self, grace: float = 2.0) -> None:
+        """Tell every worker to start no new object, give running requests ``grace`` seconds, then end the
+        worker processes: what they were doing is INTENT or COPIED in the journal (kill -9 is as safe)."""
+        if self._aborted:
+            return
+        self._aborted = True
+        self._abort_event.set()
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        wait(list(self._running), timeout=grace)  # workers answer "aborted" for objects not yet started
+        for proc in processes:
+            if proc.is_alive():
+                proc.terminate()
 
     def shutdown(self, *, cancel: bool) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=cancel)
+        if self._aborted:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        else:
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
         self._listener.stop()
 
 
@@ -148,10 +188,10 @@ class RunReport:
 
     direction: str
     counts: Counter[Status] = field(default_factory=Counter)
-    submitted: int = 0
     elapsed: float = 0.0
     interrupted: bool = False
-    aborted: str = ""  # why the run stopped early (a worker died, ...), if it did
+    signal: int = 0  # the signal that asked the run to stop (0: none, or Ctrl-C outside a signal handler)
+    aborted: str = ""  # why the run stopped early (a worker died, the journal cannot be written, ...), if it did
     failures: list[tuple[int, str, str]] = field(default_factory=list)  # (id, status label, detail), capped
 
     @property
@@ -159,10 +199,233 @@ class RunReport:
         return sum(self.counts.values())
 
 
+class Stop:
+    """How a run is asked to stop: by a signal, by the lease keeper, or by the run itself.
+
+    Only flags are set here, never an exception raised: a signal handler that raised KeyboardInterrupt could
+    land between a batch's ``copied`` record and the submission of its delete phase, leaving its objects at
+    both keys. The pipeline reads the flags between steps instead.
+    """
+
+    def __init__(self) -> None:
+        self.graceful = ""  # finish what is in flight, start nothing new
+        self.abandon = ""  # stop now: in-flight batches are left to the journal's re-check
+        self.signum = 0
+
+    def on_signal(self, signum: int, frame: object = None) -> None:
+        name = signal.Signals(signum).name
+        self.signum = self.signum or signum
+        if self.graceful:
+            self.abandon = self.abandon or f"{name} again: in-flight batches abandoned; re-run to resume"
+        else:
+            self.graceful = f"{name}: finishing the batches in flight, starting nothing new"
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def signals_to(stop: Stop) -> Iterator[None]:
+    """Route SIGINT, SIGTERM and SIGHUP to ``stop`` for the duration (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, stop.on_signal) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP pending in this thread while it starts worker processes.
+
+    A spawned child inherits the blocked mask across exec, so a signal sent to the whole process group while a
+    worker is still starting cannot kill it before its initializer ignores those signals; the parent gets its
+    own copy of the signal as soon as the mask is restored (nothing is lost).
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _batches(tasks: Iterable[Task], size: int) -> Iterator[list[Task]]:
     it = iter(tasks)
     while batch := list(islice(it, size)):
         yield batch
+
+
+# What is in flight on the backend, one typed state per submitted call.
+@dataclass(frozen=True, slots=True)
+class _Copying:
+    batch: list[Task]
+
+
+@dataclass(frozen=True, slots=True)
+class _Deleting:
+    kinds: dict[int, Kind]  # copy-phase kind per id (tells a dedup from a move)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stepping:
+    kinds: dict[int, Kind]  # the deleting batch's copy-phase kinds
+    following: list[Task]  # the batch whose copy phase runs beside it
+
+
+_InFlight = _Copying | _Deleting | _Stepping
+
+
+class Pipeline:
+    """Runs tasks through copy and delete phases on a backend, journaling each step in order (module doc).
+
+    Stops: ``stop.graceful`` (first signal) submits nothing new but finishes and journals what is in flight,
+    delete phases of proven copies included; ``stop.abandon`` (second signal), a lost lease (``guard``), a
+    journal that cannot be written or a dead worker stop at once: the backend is told to abort, and whatever
+    was in flight is INTENT or COPIED in the journal, re-checked by the next run.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        direction: str,
+        tasks: Iterable[Task],
+        backend: Backend,
+        cfg: WorkerConfig,
+        *,
+        batch_size: int,
+        on_progress: Callable[[int], None],
+        stop: Stop,
+        guard: Callable[[], str],
+        max_failures_listed: int,
+    ) -> None:
+        self.journal = journal
+        self.direction = direction
+        self.backend = backend
+        self.cfg = cfg
+        self.on_progress = on_progress
+        self.stop = stop
+        self.guard = guard
+        self.max_failures_listed = max_failures_listed
+        self.report = RunReport(direction)
+        self.in_flight: dict[Future[Any], _InFlight] = {}
+        self._batches = _batches(tasks, batch_size)
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def run(self) -> RunReport:
+        start = time.monotonic()
+        try:
+            self._loop()
+        except BrokenProcessPool as exc:
+            self._abort(f"a worker process died ({exc}); re-run to resume: the journal has every step")
+        except JournalError as exc:
+            self._abort(f"{exc}; nothing new was started")
+        except KeyboardInterrupt:  # Ctrl-C where no handler of ours was installed (not the main thread)
+            self.report.interrupted = True
+            self._abort("interrupted: in-flight batches abandoned; re-run to resume")
+        finally:
+            try:
+                self.journal.sync()
+            except JournalError as exc:
+                self.report.aborted = self.report.aborted or str(exc)
+            self.report.elapsed = time.monotonic() - start
+            if self.stop.signum:
+                self.report.interrupted = True
+                self.report.signal = self.stop.signum
+        return self.report
+
+    def _loop(self) -> None:
+        announced = False
+        while True:
+            why = self.stop.abandon or self.guard()
+            if why:
+                self._abort(why)
+                return
+            if self.stop.graceful and not announced:
+                announced = True
+                log.warning("%s (%d in flight)", self.stop.graceful, len(self.in_flight))
+            if not self.stop.graceful and len(self.in_flight) < self.backend.slots:
+                batch = self._next_batch()
+                if batch is not None:
+                    self.in_flight[self.backend.submit(copy_batch, self.cfg, batch)] = _Copying(batch)
+                    continue
+            if not self.in_flight:
+                return
+            done, _ = wait(list(self.in_flight), timeout=0.2, return_when=FIRST_COMPLETED)
+            for fut in done:
+                self._handle(fut)
+
+    def _abort(self, why: str) -> None:
+        self.report.aborted = why
+        log.error("%s", why)
+        self.backend.abort()
+
+    # -- steps -----------------------------------------------------------------------------------------------
+    def _next_batch(self) -> list[Task] | None:
+        """The next batch with its ``intent`` record durable (copies may start), or None (none left, stopping)."""
+        if self.stop.graceful or self.stop.abandon:
+            return None
+        batch = next(self._batches, None)
+        if batch is not None:
+            self.journal.intent(self.direction, [t.id for t in batch])  # durable before any copy
+            crash_point("after-intent")
+        return batch
+
+    def _handle(self, fut: Future[Any]) -> None:
+        state = self.in_flight.pop(fut)
+        if isinstance(state, _Copying):
+            self._copied(state.batch, fut.result())
+        elif isinstance(state, _Stepping):
+            deleted, copied = fut.result()
+            self._record(deleted, state.kinds)
+            self._copied(state.following, copied)
+        else:
+            self._record(fut.result(), state.kinds)
+
+    def _copied(self, batch: list[Task], results: list[Result]) -> None:
+        by_id = {t.id: t for t in batch}
+        proven = [(by_id[r.id], r) for r in results if r.kind in NEEDS_DELETE]
+        finals = [r for r in results if r.kind not in NEEDS_DELETE]
+        if proven:
+            etags = {t.id: r.dst_etag for t, r in proven if r.dst_etag and r.dst_etag != t.etag}
+            dedup = [t.id for t, r in proven if r.kind is Kind.IDENTICAL_THEIRS]
+            crash_point("before-copied-record")
+            self.journal.copied(self.direction, [t.id for t, _ in proven], etags, dedup)  # durable before deletes
+            crash_point("after-copied-record")
+            # Even when stopping gracefully: the delete phase belongs to a batch already in flight, and finishing
+            # it leaves no object at both keys (COPIED items would be re-checked on resume, but a promise of
+            # "finished and journaled" is kept only this way).
+            kinds = {t.id: r.kind for t, r in proven}
+            following = self._next_batch() if self.backend.pipelined else None
+            if following is not None:
+                # Both records are durable: copied for this batch (deletes may start), intent for the next
+                # (copies may start). One worker call runs the two phases side by side.
+                fut = self.backend.submit(step_batch, self.cfg, proven, following)
+                self.in_flight[fut] = _Stepping(kinds, following)
+            else:
+                self.in_flight[self.backend.submit(delete_batch, self.cfg, proven)] = _Deleting(kinds)
+        if finals:
+            self._record(finals)
+
+    def _record(self, results: list[Result], copy_kinds: dict[int, Kind] | None = None) -> None:
+        journal, direction, report = self.journal, self.direction, self.report
+        groups: dict[Status, list[int]] = {}
+        for r in results:
+            status = final_status(direction, r.kind, (copy_kinds or {}).get(r.id))
+            if r.code or r.detail:
+                journal.outcome(direction, status, [r.id], r.code or "-", r.detail)
+                if len(report.failures) < self.max_failures_listed:
+                    report.failures.append((r.id, status.label, f"{r.code} {r.detail}".strip()))
+            else:
+                groups.setdefault(status, []).append(r.id)
+            report.counts[status] += 1
+        for status, ids in groups.items():
+            journal.outcome(direction, status, ids)
+        crash_point("after-outcome")
+        self.on_progress(len(results))
 
 
 def execute(
@@ -174,111 +437,20 @@ def execute(
     *,
     batch_size: int,
     on_progress: Callable[[int], None] = lambda n: None,
+    guard: Callable[[], str] = lambda: "",
     max_failures_listed: int = 50,
 ) -> RunReport:
     """Run every task through copy and delete phases on ``backend``, journaling each step in order.
 
-    Ctrl-C (KeyboardInterrupt) stops submitting new batches, lets what is in flight finish and be journaled,
-    and returns with ``interrupted`` set; a second Ctrl-C abandons the in-flight batches (still safe: they are
-    INTENT or COPIED in the journal and will be re-checked).
+    SIGINT, SIGTERM and SIGHUP (in the main thread) stop it gracefully: nothing new starts, what is in flight
+    finishes and is journaled, and the report says ``interrupted`` with the signal; a second signal abandons
+    the in-flight batches (still safe: they are INTENT or COPIED in the journal and will be re-checked).
+    ``guard`` is asked between steps; a non-empty answer (the lease was lost, say) stops the run at once.
     """
-    report = RunReport(direction)
-    start = time.monotonic()
-    in_flight: dict[Future[Any], tuple[str, Any]] = {}
-    batches = _batches(tasks, batch_size)
-    stopping = False
-
-    def record(results: list[Result], copy_kinds: dict[int, Kind] | None = None) -> None:
-        groups: dict[Status, list[int]] = {}
-        for r in results:
-            status = final_status(direction, r.kind, (copy_kinds or {}).get(r.id))
-            if r.code or r.detail:
-                journal.outcome(direction, status, [r.id], r.code or "-", r.detail)
-                if len(report.failures) < max_failures_listed:
-                    report.failures.append((r.id, status.label, f"{r.code} {r.detail}".strip()))
-            else:
-                groups.setdefault(status, []).append(r.id)
-            report.counts[status] += 1
-        for status, ids in groups.items():
-            journal.outcome(direction, status, ids)
-        crash_point("after-outcome")
-        on_progress(len(results))
-
-    def next_batch() -> list[Task] | None:
-        """The next batch with its ``intent`` record durable (copies may start), or None (none left, stopping)."""
-        if stopping:
-            return None
-        batch = next(batches, None)
-        if batch is not None:
-            journal.intent(direction, [t.id for t in batch])  # durable before any copy
-            crash_point("after-intent")
-            report.submitted += len(batch)
-        return batch
-
-    def handle_copied(batch: list[Task], results: list[Result]) -> None:
-        by_id = {t.id: t for t in batch}
-        proven = [(by_id[r.id], r) for r in results if r.kind in NEEDS_DELETE]
-        finals = [r for r in results if r.kind not in NEEDS_DELETE]
-        if proven:
-            etags = {t.id: r.dst_etag for t, r in proven if r.dst_etag and r.dst_etag != t.etag}
-            dedup = [t.id for t, r in proven if r.kind is Kind.IDENTICAL_THEIRS]
-            crash_point("before-copied-record")
-            journal.copied(direction, [t.id for t, _ in proven], etags, dedup)  # durable before deletes
-            crash_point("after-copied-record")
-            # Even when stopping: the delete phase belongs to a batch already in flight, and finishing it
-            # leaves fewer items in COPIED (either way is safe: COPIED items are re-checked on resume).
-            kinds = {t.id: r.kind for t, r in proven}
-            following = next_batch() if backend.pipelined else None
-            if following is not None:
-                # Both records are durable: copied for this batch (deletes may start), intent for the next
-                # (copies may start). One worker call runs the two phases side by side.
-                in_flight[backend.submit(step_batch, cfg, proven, following)] = ("step", (kinds, following))
-            else:
-                in_flight[backend.submit(delete_batch, cfg, proven)] = ("delete", kinds)
-        if finals:
-            record(finals)
-
-    def handle(fut: Future[Any]) -> None:
-        phase, payload = in_flight.pop(fut)
-        if phase == "copy":
-            handle_copied(payload, fut.result())
-        elif phase == "step":
-            kinds, following = payload
-            deleted, copied = fut.result()
-            record(deleted, kinds)
-            handle_copied(following, copied)
-        else:
-            record(fut.result(), payload)
-
-    try:
-        while True:
-            try:
-                if not stopping and len(in_flight) < backend.slots:
-                    batch = next_batch()
-                    if batch is not None:
-                        in_flight[backend.submit(copy_batch, cfg, batch)] = ("copy", batch)
-                        continue
-                    if not in_flight:
-                        break
-                if not in_flight:
-                    break
-                done, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    handle(fut)
-            except KeyboardInterrupt:
-                if stopping:
-                    raise
-                stopping = True
-                report.interrupted = True
-                log.warning("interrupted: finishing the %d batches in flight, starting nothing new", len(in_flight))
-    except BrokenProcessPool as exc:
-        report.aborted = f"a worker process died ({exc}); re-run to resume: the journal has every step"
-        log.error("%s", report.aborted)
-    except KeyboardInterrupt:
-        report.interrupted = True
-        report.aborted = "interrupted twice: in-flight batches abandoned; re-run to resume"
-        log.warning("%s", report.aborted)
-    finally:
-        journal.sync()
-        report.elapsed = time.monotonic() - start
-    return report
+    stop = Stop()
+    pipeline = Pipeline(
+        journal, direction, tasks, backend, cfg, batch_size=batch_size, on_progress=on_progress, stop=stop,
+        guard=guard, max_failures_listed=max_failures_listed,
+    )  # fmt: skip
+    with signals_to(stop):
+        return pipeline.run()

@@ -55,6 +55,7 @@ class Status(enum.IntEnum):
     FAILED_MISSING = 8  # source gone and destination absent
     SKIPPED_ARCHIVED = 9  # archived storage class: needs a restore first
     FAILED = 10  # permission or other S3 error (code recorded)
+    DONE_ELSEWHERE = 11  # source gone, destination holds the planned bytes, and not by this manifest's doing
     # rollback
     R_INTENT = 20
     R_COPIED = 21
@@ -70,13 +71,11 @@ class Status(enum.IntEnum):
         return self.name.lower().replace("_", "-")
 
 
-APPLY_DONE = frozenset({Status.DONE, Status.DEDUPED, Status.ALREADY_DONE})
+APPLY_DONE = frozenset({Status.DONE, Status.DEDUPED, Status.ALREADY_DONE, Status.DONE_ELSEWHERE})
 APPLY_CONFLICTS = frozenset({Status.CONFLICT_SOURCE_CHANGED, Status.CONFLICT_DEST_DIFFERS})
 APPLY_FAILURES = frozenset({Status.FAILED_MISSING, Status.FAILED, Status.SKIPPED_ARCHIVED})
-# Apply states in which a copy or a delete may have happened: what rollback must look at.
-APPLY_TOUCHED = frozenset(
-    {Status.INTENT, Status.COPIED, Status.DONE, Status.DEDUPED, Status.ALREADY_DONE, Status.FAILED}
-)
+# Apply states in which a copy may be in flight or may have happened without a record saying so.
+APPLY_OPEN = frozenset({Status.INTENT, Status.COPIED, Status.FAILED})
 ROLLBACK_DONE = frozenset({Status.ROLLED_BACK, Status.R_NOT_MOVED})
 ROLLBACK_OPEN = frozenset(
     {
@@ -88,8 +87,34 @@ ROLLBACK_OPEN = frozenset(
         Status.R_FAILED,
     }
 )
+_ROLLBACK_OPEN_BYTES = frozenset(int(s) for s in ROLLBACK_OPEN)
 _BY_LABEL = {s.label: s for s in Status}
 _DIRS = ("apply", "rollback")
+
+# Ownership of the destination key, per move, across any number of apply/rollback cycles (``JournalState.own``).
+# The journal's statuses say what happened last; ownership says whose bytes sit at the destination, which is
+# what apply needs to tell "our own earlier copy" from "someone else's identical object", and what rollback
+# needs to undo exactly this manifest's moves and nothing else.
+DST_OURS = 1  # a proven copy of this manifest's apply sits at the destination (no rollback took it back)
+DST_MAYBE = 2  # an apply copy was announced, or failed, without proof either way: it may have happened
+SRC_DELETED = 4  # apply deleted the source (a move or a dedup finished): rollback must restore it
+
+# What each apply outcome proves about the destination: True ours, False not ours, None unchanged.
+_APPLY_OWNS: dict[Status, bool | None] = {
+    Status.DONE: True,
+    Status.ALREADY_DONE: True,
+    Status.DEDUPED: False,  # identical bytes were there before us: theirs
+    Status.DONE_ELSEWHERE: False,
+    Status.CONFLICT_DEST_DIFFERS: False,  # other bytes: not ours
+    Status.FAILED_MISSING: False,
+    Status.CONFLICT_SOURCE_CHANGED: None,  # nothing copied by this attempt; an earlier cycle's copy may remain
+    Status.SKIPPED_ARCHIVED: None,
+}
+# Rollback outcomes that settle a move: the original is back (or was never taken), nothing of ours remains.
+_ROLLBACK_SETTLES = frozenset({Status.ROLLED_BACK, Status.R_NOT_MOVED})
+# Rollback outcomes after which the destination holds nothing of ours (changed by others, or gone); the
+# original may still have been deleted by apply, so SRC_DELETED stays.
+_ROLLBACK_DISOWNS = frozenset({Status.R_CONFLICT_DEST_MODIFIED, Status.R_FAILED_MISSING})
 
 
 def journal_path_for(manifest_path: str) -> str:
@@ -101,12 +126,15 @@ class JournalState:
 
     ``states[id]`` is the latest ``Status`` of move ``id`` (index 0 unused). ``copy_etags`` maps an id to its
     destination ETag where that differs from the planned ETag. ``dedup`` holds ids whose destination existed,
-    identical, before apply: rollback restores their source but must not delete that destination.
+    identical, before the latest apply cycle: rollback restores their source but must not delete that
+    destination. ``own[id]`` holds the ownership bits (``DST_OURS``, ``DST_MAYBE``, ``SRC_DELETED``), derived
+    from the same records, so journals written before they existed replay to the same answer.
     """
 
     def __init__(self, entries: int) -> None:
         self.entries = entries
         self.states = bytearray(entries + 1)
+        self.own = bytearray(entries + 1)
         self.copy_etags: dict[int, str] = {}
         self.dedup: set[int] = set()
         self.last_error: dict[int, str] = {}
@@ -123,19 +151,78 @@ class JournalState:
         rollback = direction == "rollback"
         if ev == "intent":
             self._set(ids, Status.R_INTENT if rollback else Status.INTENT)
+            if not rollback:
+                self._mark(ids, DST_MAYBE)
         elif ev == "copied":
             self._set(ids, Status.R_COPIED if rollback else Status.COPIED)
             if not rollback:
-                for key, etag in record.get("etags", {}).items():
-                    self.copy_etags[int(key)] = etag
-                self.dedup.update(record.get("dedup", ()))
+                self._apply_copied(ids, record)
         elif ev == "outcome":
-            self._set(ids, _BY_LABEL[record["status"]])
+            status = _BY_LABEL[record["status"]]
+            self._set(ids, status)
+            self._own_after(status, ids)
             if "code" in record:
                 for i in ids:
                     self.last_error[i] = f"{record['code']}: {record.get('msg', '')}"
         else:
             raise ValueError(f"unknown event {ev!r}")
+
+    def _apply_copied(self, ids: list[int], record: dict[str, Any]) -> None:
+        """A proven copy (or identical destination) for each id; ``dedup`` lists the ones that were not ours.
+
+        The record describes this cycle only: an earlier cycle's dedup mark or copy ETag for the same id is
+        replaced, so a destination that was someone else's last time and ours now is rolled back as ours.
+        """
+        dedup = set(record.get("dedup", ()))
+        etags = {int(k): v for k, v in record.get("etags", {}).items()}
+        own = self.own
+        for i in ids:
+            self.copy_etags.pop(i, None)
+            if i in dedup:
+                self.dedup.add(i)
+                own[i] &= ~DST_OURS & 0xFF
+            else:
+                self.dedup.discard(i)
+                own[i] |= DST_OURS
+        self.copy_etags.update(etags)
+
+    def _own_after(self, status: Status, ids: list[int]) -> None:
+        own = self.own
+        if status in _ROLLBACK_SETTLES or status in _ROLLBACK_DISOWNS:
+            keep = 0 if status in _ROLLBACK_SETTLES else SRC_DELETED
+            for i in ids:
+                own[i] &= keep
+            return
+        if status not in _APPLY_OWNS:
+            return  # FAILED keeps DST_MAYBE; other rollback outcomes leave the destination as apply left it
+        verdict = _APPLY_OWNS[status]
+        settled = status in APPLY_DONE and status is not Status.DONE_ELSEWHERE
+        for i in ids:
+            bits = own[i] & ~DST_MAYBE
+            if verdict is True:
+                bits |= DST_OURS
+            elif verdict is False:
+                bits &= ~DST_OURS
+            if settled:
+                bits |= SRC_DELETED
+            own[i] = bits & 0xFF
+
+    def _mark(self, ids: Iterable[int], bit: int) -> None:
+        own = self.own
+        for i in ids:
+            own[i] |= bit
+
+    def dst_may_be_ours(self, move_id: int) -> bool:
+        """Apply's question: may an identical object at the destination be this manifest's own copy?"""
+        return bool(self.own[move_id] & (DST_OURS | DST_MAYBE))
+
+    def src_may_be_deleted(self, move_id: int) -> bool:
+        """Rollback's question: may apply have deleted the original (so its absence everywhere is a loss)?"""
+        return bool(self.own[move_id] & (DST_OURS | SRC_DELETED))
+
+    def rollback_wanted(self, move_id: int) -> bool:
+        """Rollback's question: did this manifest's runs change anything for this move that is not undone?"""
+        return bool(self.own[move_id]) or self.states[move_id] in _ROLLBACK_OPEN_BYTES
 
     def _set(self, ids: Iterable[int], status: Status) -> None:
         states = self.states

@@ -7,7 +7,8 @@ after a crash, a lost response or a retry finishes the job instead of repeating 
 The two phases, run by a worker over a batch (the executor journals between them)::
 
     copy phase    -> COPIED | IDENTICAL_OURS | IDENTICAL_THEIRS     (the source still needs deleting)
-                   | ALREADY_DONE | SOURCE_CHANGED | DEST_DIFFERS | MISSING | ARCHIVED | ERROR   (final)
+                   | ALREADY_DONE | DONE_ELSEWHERE | NOT_MOVED
+                   | SOURCE_CHANGED | DEST_DIFFERS | MISSING | ARCHIVED | ERROR                   (final)
     delete phase  -> DELETED | SOURCE_CHANGED | ERROR                                               (final)
 
 Invariant: the source is deleted only after the destination is proven to hold the planned bytes, and only
@@ -57,7 +58,9 @@ class Kind(enum.StrEnum):
     COPIED = "copied"  # we copied; destination proven to hold the planned bytes
     IDENTICAL_OURS = "identical-ours"  # destination already identical, from an earlier attempt of ours
     IDENTICAL_THEIRS = "identical-theirs"  # destination was already identical before we came
-    ALREADY_DONE = "already-done"  # source gone, destination holds the planned bytes
+    ALREADY_DONE = "already-done"  # source gone, destination holds the planned bytes: our own earlier move
+    DONE_ELSEWHERE = "done-elsewhere"  # source gone, destination holds the planned bytes: not our doing
+    NOT_MOVED = "not-moved"  # source gone, and it was never ours to require (see ``Task.src_required``)
     SOURCE_CHANGED = "source-changed"  # source is not the planned version: nothing touched
     DEST_DIFFERS = "dest-differs"  # destination holds other bytes: neither touched
     MISSING = "missing"  # source gone and destination absent (or different)
@@ -83,7 +86,8 @@ class Task:
     storage_class: str = "STANDARD"
     same_etags: tuple[str, ...] = ()  # other destination ETags that prove identical bytes
     keep_source: bool = False  # do not delete the source (rollback of a deduplicated move)
-    resumed: bool = False  # an earlier run may have copied already: an identical destination is ours
+    resumed: bool = False  # an earlier run of this manifest may have copied: an identical destination is ours
+    src_required: bool = True  # False: a missing source means "nothing to undo" (rollback of a move never made)
 
     def __reduce__(self) -> tuple[type[Task], tuple[Any, ...]]:
         # Pickled by value as a plain tuple: batches cross process boundaries, and the default protocol for
@@ -117,6 +121,10 @@ class Options:
     backoff_cap: float = 20.0
 
 
+# Checks that end item-level retries early (a worker whose parent abandoned the run); ``worker`` registers one.
+retry_vetoes: list[Callable[[], bool]] = []
+
+
 class _Retry(Exception):
     """State changed under us in a way a fresh attempt resolves (e.g. a racing writer came and went)."""
 
@@ -133,10 +141,25 @@ def with_item_retries(opts: Options, fn: Callable[[int], T]) -> T:
             return fn(attempt)
         except (StorageError, _Retry) as exc:
             retryable = isinstance(exc, _Retry) or exc.retryable
-            if not retryable or attempt >= opts.item_retries:
+            if not retryable or attempt >= opts.item_retries or any(veto() for veto in retry_vetoes):
                 raise
         time.sleep(random.uniform(0, min(opts.backoff_cap, opts.backoff_base * 2**attempt)))
         attempt += 1
+
+
+def dst_may_be_ours(task: Task, attempt: int) -> bool:
+    """Whether an identical destination may be our own copy rather than someone else's object.
+
+    Ours if an earlier run of this manifest may have copied (the journal says so: ``Task.resumed``), or an
+    earlier attempt of this run may have (``attempt`` > 0: its answer may have been lost). Otherwise the object
+    was there before we came: a dedup, which rollback must leave in place.
+    """
+    return task.resumed or attempt > 0
+
+
+def attempt_seen(err: StorageError, attempt: int) -> int:
+    """The attempt number a refused condition answers: after a botocore retry, one more of ours was sent."""
+    return attempt + 1 if err.retried else attempt
 
 
 def _identical(task: Task, info: ObjectInfo) -> bool:
@@ -165,16 +188,18 @@ def classify(st: Storage, task: Task, attempt: int, dst: ObjectInfo | None = Non
     src = st.head(task.src_bucket, task.src_key)
     if not have_dst:
         dst = st.head(task.dst_bucket, task.dst_key)
+    ours = dst_may_be_ours(task, attempt)
     if src is None:
         if dst is not None and _identical(task, dst):
-            return Result(task.id, Kind.ALREADY_DONE, dst.etag)
+            return Result(task.id, Kind.ALREADY_DONE if ours else Kind.DONE_ELSEWHERE, dst.etag)
         detail = "source and destination both absent" if dst is None else "source absent; destination differs"
+        if not task.src_required:
+            return Result(task.id, Kind.NOT_MOVED, detail=f"nothing to undo: {detail}")
         return Result(task.id, Kind.MISSING, detail=detail)
     if src.etag != task.etag:
         return Result(task.id, Kind.SOURCE_CHANGED, detail=f"source ETag {src.etag} != planned {task.etag}")
     if dst is None:
         raise _Retry("destination vanished between checks")
-    ours = task.resumed or attempt > 0
     if _identical(task, dst):
         return Result(task.id, Kind.IDENTICAL_OURS if ours else Kind.IDENTICAL_THEIRS, dst.etag)
     # A multipart ETag (ours from a multipart copy whose `copied` record a crash prevented, or a source uploaded
@@ -237,7 +262,7 @@ def _copy_attempt(st: Storage, task: Task, opts: Options, attempt: int) -> Resul
         if err.code in PRECONDITION_CODES or err.code in NOT_FOUND_CODES:
             # After a botocore retry, an identical destination is our own first copy (its answer was lost),
             # not one that existed before: counting it "theirs" would make rollback keep it (a duplicate).
-            return classify(st, task, attempt + 1 if err.retried else attempt)
+            return classify(st, task, attempt_seen(err, attempt))
         raise
     crash_point("after-copy-request")  # the copy exists; the worker dies before anyone hears of it
     if etag == task.etag or (caps.copy_if_match and not multipart):
@@ -264,16 +289,29 @@ def delete_sources(
     """Delete the sources of proven copies; ``run`` maps a function over a list on the thread pool.
 
     Uses the cheapest race-free way the store offers: DeleteObjects with per-key ETags (one request per
-    1,000 keys), else single DeleteObject with IfMatch, else HEAD-then-DeleteObjects (client-checked).
+    ``opts.delete_chunk`` keys), else single DeleteObject with IfMatch, else HEAD-then-DeleteObjects
+    (client-checked). A source whose bytes would then live only in someone else's identical object (a dedup)
+    is deleted only after one more look at that object.
     """
     caps = opts.caps
     results: list[Result] = []
     todo: list[Task] = []
+    theirs: list[Task] = []
     for task, res in items:
         if task.keep_source:
             results.append(Result(task.id, Kind.DELETED, res.dst_etag, detail="source kept"))
+        elif res.kind is Kind.IDENTICAL_THEIRS:
+            theirs.append(task)
         else:
             todo.append(task)
+    if theirs:
+        # Someone else's identical object is all that will hold these bytes once the source is gone, and it is
+        # not ours to keep: look again right before deleting (it may have been removed since the copy phase).
+        for task, kept in zip(theirs, run(lambda t: _recheck_theirs(st, t, opts), theirs), strict=True):
+            if kept is None:
+                todo.append(task)
+            else:
+                results.append(kept)
     if not todo:
         return results
     if caps.batch_delete_etag:
@@ -287,6 +325,23 @@ def delete_sources(
         results.extend(r for r in checked if r.kind is not Kind.DELETED)
         results.extend(_delete_batched(st, still, opts, run, with_etag=False))
     return results
+
+
+def _recheck_theirs(st: Storage, task: Task, opts: Options) -> Result | None:
+    """None if the destination still holds the planned bytes; else a result that keeps the source."""
+    try:
+        dst = with_item_retries(opts, lambda _a: st.head(task.dst_bucket, task.dst_key))
+    except StorageError as err:
+        return Result(task.id, Kind.ERROR, code=err.code, detail=f"source kept: {err}")
+    if dst is not None and _identical(task, dst):
+        return None
+    return Result(
+        task.id,
+        Kind.ERROR,
+        code="DestinationChanged",
+        detail="the identical object found at the destination changed or vanished before the source delete: "
+        "source kept; re-run to move it",
+    )
 
 
 def _check_source_unchanged(st: Storage, task: Task, opts: Options) -> Result:

@@ -37,6 +37,11 @@ class Skip(enum.StrEnum):
     NOT_DIRECT_CHILD = "not-direct-child"  # below a sub-folder of s3_dir and --recursive is off
     ALREADY_SEGREGATED = "already-segregated"  # lies in the segregated or error location inside s3_dir
     OUTSIDE_SOURCE = "outside-source"  # does not start with the source prefix (defensive)
+    S3SEG_INTERNAL = "s3seg-internal"  # s3seg's own lease or probe scratch object at the bucket root
+
+
+# Keys s3seg itself writes at a bucket's root (``lease.LEASE_KEY``, the capability probe's scratch prefix).
+INTERNAL_PREFIXES = (".s3seg-lease", ".s3seg-probe/")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,6 +181,8 @@ def skip_reason(bucket: str, key: str, rule: Rule) -> Skip | None:
     """Why this listed key must not be planned, or None if it should be."""
     if key.endswith("/"):
         return Skip.FOLDER_MARKER
+    if key.startswith(INTERNAL_PREFIXES):
+        return Skip.S3SEG_INTERNAL
     if not key.startswith(rule.source.prefix):
         return Skip.OUTSIDE_SOURCE
     if bucket == rule.error.bucket and rule.error.prefix and key.startswith(rule.error.prefix):

@@ -10,6 +10,7 @@ Must not: decide what a result means for a move; ``moves`` does that.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import re
 import uuid
@@ -114,6 +115,16 @@ class Listed:
     etag: str
     storage_class: str
     last_modified: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stamped:
+    """A small object as read, with the store's clock at the time of reading."""
+
+    body: bytes
+    etag: str
+    last_modified: datetime
+    server_now: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -509,14 +520,37 @@ class Storage:
         failed = [(e.get("Key", ""), e.get("Code", "Unknown"), e.get("Message", "")) for e in r.get("Errors", ())]
         return _batch_errors(bucket, items, {str(d.get("Key")) for d in r.get("Deleted", ())}, failed)
 
-    def put(self, bucket: str, key: str, body: bytes, *, if_none_match: bool = False) -> str:
+    def put(
+        self, bucket: str, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+    ) -> str:
+        """PutObject of a small body; ``if_none_match`` creates only, ``if_match`` replaces only that version."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body}
         if if_none_match:
             kwargs["IfNoneMatch"] = "*"
+        if if_match:
+            kwargs["IfMatch"] = if_match
         try:
             return quoted(str(self.client.put_object(**kwargs)["ETag"]))
         except _BOTO_ERRORS as exc:
             raise translate(exc, "PutObject", bucket, key) from None
+
+    def read_small(self, bucket: str, key: str) -> Stamped | None:
+        """A small object's body with its ETag, LastModified and the store's own clock (the answer's Date);
+        None if absent. What a lease needs to judge age by the store's clock, never by ours."""
+        try:
+            r = self.client.get_object(Bucket=bucket, Key=key)
+            body = r["Body"].read()
+        except _BOTO_ERRORS as exc:
+            err = translate(exc, "GetObject", bucket, key)
+            if err.code in NOT_FOUND_CODES:
+                return None
+            raise err from None
+        date = r.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date", "")
+        try:
+            server_now = email.utils.parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            server_now = datetime.now(UTC)  # a store without a Date header: our clock is all there is
+        return Stamped(body=body, etag=quoted(str(r["ETag"])), last_modified=r["LastModified"], server_now=server_now)
 
     # -- capabilities -----------------------------------------------------------------------------------------
     def probe(self, bucket: str, prefix: str = ".s3seg-probe/") -> Capabilities:

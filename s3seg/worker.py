@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from s3seg import moves
 from s3seg.crashpoints import crash_point
 from s3seg.moves import Kind, Options, Result, Task, copy_phase, delete_sources
 from s3seg.storage import ClientSpec, Storage, make_client, make_storage
@@ -59,15 +60,29 @@ def _resources(cfg: WorkerConfig) -> tuple[Storage, ThreadPoolExecutor]:
 _parent_pid: int | None = None  # set in pool workers: they must never outlive the parent (see _orphaned)
 
 
-def init_process(log_queue: Any = None, level: int = logging.INFO, parent_pid: int | None = None) -> None:
-    """ProcessPoolExecutor initializer: ignore Ctrl-C (the parent drains and stops), log via the queue, and
-    exit as soon as the parent is gone.
+_abort_event: Any = None  # set by the parent when it abandons the run (second signal, lost lease, ...)
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def init_process(
+    log_queue: Any = None, level: int = logging.INFO, parent_pid: int | None = None, abort_event: Any = None
+) -> None:
+    """ProcessPoolExecutor initializer: ignore Ctrl-C, SIGTERM and SIGHUP (the parent drains and stops: systemd,
+    Kubernetes and ``timeout`` signal the whole process group), log via the queue, and exit as soon as the
+    parent is gone.
 
     ``parent_pid`` is the parent's own ``os.getpid()``: ``os.getppid()`` here is not enough, since a parent
-    killed while this worker was still starting has already been replaced by the reaper (pid 1).
+    killed while this worker was still starting has already been replaced by the reaper (pid 1). The parent
+    starts workers with those signals blocked (``executor.signals_blocked``): ignore them first, then unblock,
+    so one sent during start-up is dropped rather than fatal.
     """
-    global _parent_pid
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _parent_pid, _abort_event
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    _abort_event = abort_event
+    if abort_event is not None and aborted not in moves.retry_vetoes:
+        moves.retry_vetoes.append(aborted)
     _parent_pid = parent_pid if parent_pid is not None else os.getppid()
     threading.Thread(target=_watch_parent, args=(_parent_pid,), name="s3seg-parent-watch", daemon=True).start()
     if log_queue is not None:
@@ -99,10 +114,21 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
+def aborted() -> bool:
+    """True once the parent has abandoned the run: no new object may be started."""
+    return _abort_event is not None and bool(_abort_event.is_set())
+
+
+class Aborted(Exception):
+    """The parent abandoned the run while this work was queued or running."""
+
+
 def _safe(fn: Callable[[Task], Result]) -> Callable[[Task], Result]:
     def run(task: Task) -> Result:
         if _orphaned():
             os._exit(1)  # checked before every object: no request starts after the parent died
+        if aborted():
+            return Result(task.id, Kind.ERROR, code="Aborted", detail="the run stopped before this object")
         try:
             return fn(task)
         except Exception as exc:
@@ -154,12 +180,19 @@ def delete_batch(cfg: WorkerConfig, items: list[tuple[Task, Result]]) -> list[Re
     st, pool = _resources(cfg)
 
     def run(fn: Callable[[X], Y], items: list[X]) -> list[Y]:
-        return _fan_out(pool, cfg.threads, fn, items)
+        def guarded(item: X) -> Y:
+            if aborted():
+                raise Aborted("the run stopped before this delete")  # another process may own the keys now
+            return fn(item)
+
+        return _fan_out(pool, cfg.threads, guarded, items)
 
     try:
         results = delete_sources(st, items, cfg.options, run)
         crash_point("worker-deleted")  # every source of the batch deleted, none reported to the parent
         return results
+    except Aborted as exc:  # the parent abandoned the run: these stay COPIED and are re-checked next run
+        return [Result(t.id, Kind.ERROR, code="Aborted", detail=str(exc)) for t, _ in items]
     except Exception as exc:
         log.exception("unexpected error in a delete batch")
         return [Result(t.id, Kind.ERROR, code=type(exc).__name__, detail=str(exc)) for t, _ in items]

@@ -54,6 +54,7 @@ CDR = "CHARGINGCDR_4008-BRCCNH-CCNCDR44-01-Blk0Blk-{n:04d}-{date}-{hour:02d}0511
 CDR_PATTERN = r"^CHARGINGCDR_.*-(\d{8})-?(\d{2}).*"
 NOW = datetime(2023, 1, 2, 12, 0, 0)
 PROBE_PREFIX = ".s3seg-probe/"
+LEASE_KEY = ".s3seg-lease"
 
 # Settings that keep fault and crash runs short: few botocore attempts (its backoff is ~1 s per retry), a few
 # fast item-level retries above them, small batches so a run has many batches (many crash windows).
@@ -257,8 +258,8 @@ class Lab:
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
             for obj in page.get("Contents", []):
                 key = obj["Key"]
-                if key.startswith(PROBE_PREFIX):
-                    self.probe_leftovers.add(key)
+                if key.startswith(PROBE_PREFIX) or key == LEASE_KEY:
+                    self.probe_leftovers.add(key)  # a killed run's lease is taken over by the next run
                 elif bodies:
                     out[key] = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
                 elif "-" in obj["ETag"]:  # a multipart ETag is not the MD5 of the bytes: read them
@@ -340,9 +341,11 @@ def process_state_kept() -> Iterator[None]:
     logger = logging.getLogger("s3seg")
     saved = (list(logger.handlers), logger.propagate, logger.level)
     sigterm = signal.getsignal(signal.SIGTERM)
+    sighup = signal.getsignal(signal.SIGHUP)
     try:
         yield
     finally:
+        signal.signal(signal.SIGHUP, sighup)
         for handler in logger.handlers:
             if handler not in saved[0]:
                 handler.close()
@@ -392,6 +395,7 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> b
 
 __all__ = [
     "FAST",
+    "LEASE_KEY",
     "NOW",
     "PROBE_PREFIX",
     "Lab",

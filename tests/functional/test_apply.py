@@ -354,7 +354,10 @@ def test_resumed_item_whose_source_is_gone_and_destination_matches_is_already_do
 ) -> None:
     objects = seed(s3, bucket, 3)
     manifest = make_plan(s3, tmp_path, bucket)
-    gone = cdr_key(2)  # an earlier run moved it and died before journaling
+    gone = cdr_key(2)  # an earlier run of this manifest announced it, moved it and died before journaling more
+    info = commands.Manifest(manifest).verify()
+    with Journal(manifest + ".journal", manifest_sha256=info.sha256, manifest_name="m", entries=info.entries) as j:
+        j.intent("apply", [2])
     s3.copy_object(Bucket=bucket, Key=dst_of(gone), CopySource={"Bucket": bucket, "Key": gone})
     s3.delete_object(Bucket=bucket, Key=gone)
     enforce(mode)
@@ -363,6 +366,27 @@ def test_resumed_item_whose_source_is_gone_and_destination_matches_is_already_do
 
     assert contents(s3, bucket) == moved(objects)
     assert outcomes(manifest) == {1: "done", 2: "already-done", 3: "done"}
+
+
+@pytest.mark.parametrize("mode", ["client", "server-call"])
+def test_item_moved_by_someone_else_before_apply_is_done_elsewhere_and_not_ours_to_roll_back(
+    s3: Any, bucket: str, tmp_path: Path, mode: str, enforce: Callable[[str], Enforcer]
+) -> None:
+    objects = seed(s3, bucket, 3)
+    manifest = make_plan(s3, tmp_path, bucket)
+    gone = cdr_key(2)  # moved by another tool or another manifest: this manifest's journal has no word of it
+    s3.copy_object(Bucket=bucket, Key=dst_of(gone), CopySource={"Bucket": bucket, "Key": gone})
+    s3.delete_object(Bucket=bucket, Key=gone)
+    enforce(mode)
+
+    commands.apply(manifest, opts(mode))
+    assert contents(s3, bucket) == moved(objects)
+    assert outcomes(manifest) == {1: "done", 2: "done-elsewhere", 3: "done"}
+
+    commands.rollback(manifest, opts(mode))  # undoes this manifest's moves only
+    expected = dict(objects)
+    expected[dst_of(gone)] = expected.pop(gone)
+    assert contents(s3, bucket) == expected
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -146,13 +146,17 @@ def test_a_killed_driver_is_resumed_by_running_the_same_command_again(
     manifest = make_plan(tmp_path, bucket, moto_endpoint)
     args = ["apply", manifest, "--executor", "dask", "--scheduler", cluster.scheduler_address, "--no-progress"]
     args += ["--conditional-writes", "client"]
-    first = run_cli(*args, env={"S3SEG_CRASH_AT": "after-copied-record:2"})
+    # A short lease ttl: the killed driver's lease must expire before the re-run may take it over.
+    first = run_cli(*args, env={"S3SEG_CRASH_AT": "after-copied-record:2", "S3SEG_LEASE_TTL": "4"})
     assert first.returncode == -signal.SIGKILL, first.stderr
     # Stopped part-way. (Tasks already running on the workers may still finish after the driver died: the
     # bucket is not looked at until the re-run, which re-checks every move the journal left open.)
     assert commands.status(manifest).remaining > 0
-    second = run_cli(*args)
+    # The cluster's workers may still be finishing objects: the re-run waits for the ttl (the unit tests of the
+    # lease check the refusal; here the machine's speed decides whether the ttl is already over).
+    second = run_cli(*args, "--lock-wait", "60")
     assert second.returncode == 0, second.stdout + second.stderr
+    assert "took over the stale lease" in second.stderr
     assert snapshot(s3, bucket, full=False) == moved(objects)
     assert set(commands.status(manifest).counts) <= {s.label for s in APPLY_DONE}
 
