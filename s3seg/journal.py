@@ -396,6 +396,7 @@ def _open_for_reading(path: str) -> IO[bytes]:
 
 
 _STRING_FIELDS = ("ev", "dir", "status", "code", "msg")
+_INT = {int}
 
 
 def check_record(record: dict[str, Any], entries: int) -> None:
@@ -405,7 +406,7 @@ def check_record(record: dict[str, Any], entries: int) -> None:
         if name in record and type(record[name]) is not str:
             raise ValueError(f"field {name!r} is not a string")
     ids = record.get("ids")
-    if type(ids) is not list or not all(type(i) is int for i in ids):
+    if type(ids) is not list or not set(map(type, ids)) <= _INT:  # a C-speed loop: replay reads millions of ids
         raise ValueError("field 'ids' is missing or not a list of integers")
     dedup = record.get("dedup", [])
     if type(dedup) is not list or not all(type(i) is int and 0 < i <= entries for i in dedup):
