@@ -10,8 +10,11 @@ means ``s3seg run``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -22,7 +25,7 @@ from tqdm import tqdm
 
 from s3seg import __version__, commands
 from s3seg import config as config_mod
-from s3seg.errors import ExitCode, S3SegError, UsageError
+from s3seg.errors import ExitCode, S3SegError, UsageError, os_reason, show_path
 from s3seg.journal import APPLY_DONE, ROLLBACK_DONE
 from s3seg.naming import parse_datetime_arg
 from s3seg.planner import PlanReport
@@ -157,15 +160,64 @@ def setup_logging(log_file: str | None, verbose: bool) -> None:
     if log_file:
         path = config_mod.resolve_log_file(log_file, datetime.now())  # strftime, as the original did
         try:
-            fh = logging.FileHandler(path, encoding="utf-8")
+            fh = LogFileHandler(path)
         except OSError as exc:
-            raise UsageError(f"cannot write the log file {path}: {exc.strerror}") from None
+            raise UsageError(f"cannot write the log file {show_path(path)}: {os_reason(exc, path)}") from None
         fh.setFormatter(fmt)
         root.addHandler(fh)
     sh = logging.StreamHandler(sys.stderr)
     sh.setLevel(logging.INFO if verbose else logging.WARNING)
     sh.setFormatter(logging.Formatter("s3seg: %(levelname)s: %(message)s"))
     root.addHandler(sh)
+
+
+class LogFileHandler(logging.FileHandler):
+    """The log file. If a write fails (full disk, I/O error) that is a warning, not a failure: it is reported
+    once on stderr, the file is not written again this run, and the summary says so (``log_failure()``). The
+    run goes on because the journal, not the log, is the record of what was moved; the exit code stays the
+    run's own."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, encoding="utf-8", errors="backslashreplace")
+        self.failure = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failure:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            self._failed(exc)
+        else:
+            super().handleError(record)  # a formatting bug: logging's own report
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as exc:  # the final flush of what a failed write left in the buffer
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        if self.failure:
+            return
+        self.failure = f"cannot write the log file {show_path(self.baseFilename)}: {os_reason(exc)}"
+        _stderr(f"s3seg: warning: {self.failure}; continuing without it (the journal still records every move)")
+
+
+def log_failure() -> str:
+    """Why the log file stopped being written this run ("" if it did not, or there is none)."""
+    for handler in logging.getLogger("s3seg").handlers:
+        if isinstance(handler, LogFileHandler) and handler.failure:
+            return handler.failure
+    return ""
+
+
+def _stderr(text: str) -> None:
+    """A message on stderr; a closed stderr (``2>&1 | head``) is not an error of its own."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 class Progress:
@@ -191,7 +243,40 @@ class Progress:
 
 # -- output -----------------------------------------------------------------------------------------------------
 def _print(out: TextIO, text: str = "") -> None:
-    out.write(text + "\n")
+    try:
+        out.write(text + "\n")
+    except BrokenPipeError:
+        _discard_output(out)
+
+
+def _flush(out: TextIO) -> None:
+    try:
+        out.flush()
+    except BrokenPipeError:
+        _discard_output(out)
+
+
+def _discard_output(out: TextIO) -> None:
+    """The reader of stdout went away (``s3seg status M | head``): the rest of the output is dropped, as the
+    Python docs advise (stdout pointed at /dev/null), and the exit code stays the command's own."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, out.fileno())
+        finally:
+            os.close(devnull)
+
+
+def _with_log_failure(summary: dict[str, Any]) -> dict[str, Any]:
+    """A JSON summary, plus why the log file stopped being written, if it did."""
+    failure = log_failure()
+    return {**summary, "log_error": failure} if failure else summary
+
+
+def _print_log_failure(out: TextIO) -> None:
+    failure = log_failure()
+    if failure:
+        _print(out, f"warning: {failure}; the log is incomplete (the journal is not)")
 
 
 def plan_summary(report: PlanReport, top: int = 15) -> dict[str, Any]:
@@ -276,6 +361,8 @@ def print_exec(result: commands.ExecResult, out: TextIO) -> None:
 
 def exec_exit_code(result: commands.ExecResult) -> int:
     r = result.report
+    if r.journal_failed:
+        return ExitCode.REFUSED  # the journal is unusable: free space (or fix the path), then re-run
     if r.interrupted:
         return 128 + r.signal if r.signal else ExitCode.INTERRUPTED
     if result.dry_run_lines or not result.todo:
@@ -338,10 +425,10 @@ def _manifest_log_file(path: str) -> str | None:
     """The log_file recorded in a manifest's config (apply/rollback log where plan did)."""
     try:
         with open(path, encoding="utf-8") as f:
-            header = json.loads(f.readline())
+            header = json.loads(f.readline(1 << 20))
         value = header.get("config", {}).get("log_file")
         return str(value) if value else None
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # verify() reports a bad manifest properly
         return None
 
 
@@ -383,9 +470,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             )  # fmt: skip
             log.info("plan: %s", json.dumps(plan_summary(report)))
             if args.json:
-                _print(out, json.dumps(plan_summary(report), indent=2))
+                _print(out, json.dumps(_with_log_failure(plan_summary(report)), indent=2))
             else:
                 print_plan(report, out)
+                _print_log_failure(out)
             return ExitCode.OK
         progress = Progress(not args.no_progress, "run")
         try:
@@ -397,10 +485,12 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             progress.close()
         _log_exec(result)
         if args.json:
-            _print(out, json.dumps({"plan": plan_summary(report), "apply": exec_summary(result)}, indent=2))
+            both = {"plan": plan_summary(report), "apply": exec_summary(result)}
+            _print(out, json.dumps(_with_log_failure(both), indent=2))
         else:
             print_plan(report, out)
             print_exec(result, out)
+            _print_log_failure(out)
         return exec_exit_code(result)
 
     # apply / rollback
@@ -415,9 +505,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         progress.close()
     _log_exec(result)
     if args.json:
-        _print(out, json.dumps(exec_summary(result), indent=2))
+        _print(out, json.dumps(_with_log_failure(exec_summary(result)), indent=2))
     else:
         print_exec(result, out)
+        _print_log_failure(out)
     return exec_exit_code(result)
 
 
@@ -428,6 +519,10 @@ def _log_exec(result: commands.ExecResult) -> None:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> NoReturn:
     """Entry point of the ``s3seg`` console script."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # A path that is not UTF-8 (its bytes surrogate-escaped by Python) is printed as the same bytes, as ls
+        # prints it, instead of failing the whole summary with UnicodeEncodeError.
+        sys.stdout.reconfigure(errors="surrogateescape")
     sys.exit(run_cli(argv, out))
 
 
@@ -456,9 +551,11 @@ def run_cli(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int
     try:
         return int(_run(args, out))
     except S3SegError as exc:
-        sys.stderr.write(f"s3seg: error: {exc}\n")
+        _stderr(f"s3seg: error: {exc}")
         logging.getLogger("s3seg").debug("error detail", exc_info=True)
         return int(exc.exit_code)
     except KeyboardInterrupt:
-        sys.stderr.write("s3seg: interrupted; re-run the same command to resume\n")
+        _stderr("s3seg: interrupted; re-run the same command to resume")
         return 128 + received[0] if received else int(ExitCode.INTERRUPTED)
+    finally:
+        _flush(out)  # a closed pipe shows here for short outputs: dropped, not a traceback at exit

@@ -4,13 +4,20 @@ The tree::
 
     S3SegError                      root; ``exit_code`` says how the CLI ends
     ├── UsageError                  bad flags or arguments                      -> 2
-    ├── ConfigError(path, line)     config file rejected before any S3 client   -> 2
+    │   └── ManifestWriteError(path)  ``plan`` cannot write its manifest (also a PathError) -> 2
+    ├── PathError(path, line)       about one local file; ``str()`` is ``path:line: message``
+    │   ├── ConfigError             config file rejected before any S3 client   -> 2
+    │   ├── ManifestError           manifest incomplete, edited, foreign or unreadable -> 3
+    │   └── JournalError            journal corrupt, foreign, or cannot be opened -> 3
+    │       ├── LockedError         another process holds the journal lock      -> 3
+    │       └── JournalWriteError   a journal write or fsync failed mid-run (disk full, I/O error) -> 3
     ├── PlanError                   the plan itself is unsafe (collisions, ...)  -> 2
-    ├── ManifestError(path, line)   manifest incomplete, edited or foreign       -> 3
-    ├── JournalError(path, line)    journal corrupt or bound to another manifest -> 3
-    │   └── LockedError             another process holds the journal lock      -> 3
     └── StorageError(op, bucket, key, code, retryable)
                                     one S3 call failed; raised only by ``storage``
+
+Every ``OSError`` on a local file s3seg owns (config, manifest, journal, lock, log) becomes one of these, naming
+the path, with ``os_reason`` saying what went wrong and what to do. Paths are shown with ``show_path``: bytes
+that are not UTF-8 appear as ``\\xff`` escapes instead of breaking the message.
 
 Low-level (botocore) errors are translated to ``StorageError`` in exactly one place, ``s3seg.storage``;
 nothing above it catches botocore exceptions.
@@ -19,6 +26,8 @@ nothing above it catches botocore exceptions.
 from __future__ import annotations
 
 import enum
+import errno
+import os
 
 
 class ExitCode(enum.IntEnum):
@@ -43,17 +52,21 @@ class UsageError(S3SegError):
     exit_code = ExitCode.USAGE
 
 
-class ConfigError(S3SegError):
-    """A config file is rejected. ``str()`` reads ``path:line: what is wrong, and what to do``."""
-
-    exit_code = ExitCode.USAGE
+class PathError(S3SegError):
+    """An error about one local file. ``str()`` reads ``path:line: what is wrong, and what to do``."""
 
     def __init__(self, path: str, line: int | None, message: str) -> None:
         self.path = path
         self.line = line
         self.message = message
-        where = f"{path}:{line}" if line else path
+        where = f"{show_path(path)}:{line}" if line else show_path(path)
         super().__init__(f"{where}: {message}")
+
+
+class ConfigError(PathError):
+    """A config file is rejected."""
+
+    exit_code = ExitCode.USAGE
 
 
 class PlanError(S3SegError):
@@ -62,34 +75,37 @@ class PlanError(S3SegError):
     exit_code = ExitCode.USAGE
 
 
-class ManifestError(S3SegError):
-    """A manifest cannot be trusted: truncated, edited, malformed, or for another target."""
+class ManifestError(PathError):
+    """A manifest cannot be trusted or read: truncated, edited, malformed, for another target, unreadable."""
 
     exit_code = ExitCode.REFUSED
 
-    def __init__(self, path: str, line: int | None, message: str) -> None:
-        self.path = path
-        self.line = line
-        self.message = message
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {message}")
+
+class ManifestWriteError(PathError, UsageError):
+    """``plan`` cannot write its manifest (missing directory, full disk, read-only file system, ...).
+
+    Exit 2 like the other failures of ``plan``: no S3 mutation happened, and the partial file was removed.
+    """
+
+    exit_code = ExitCode.USAGE
 
 
-class JournalError(S3SegError):
-    """A journal cannot be trusted or used: corrupt middle line, foreign manifest, ..."""
+class JournalError(PathError):
+    """A journal cannot be trusted or used: corrupt middle line, foreign manifest, cannot be opened, ..."""
 
     exit_code = ExitCode.REFUSED
-
-    def __init__(self, path: str, line: int | None, message: str) -> None:
-        self.path = path
-        self.line = line
-        self.message = message
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {message}")
 
 
 class LockedError(JournalError):
     """Another s3seg process is applying or rolling back the same manifest."""
+
+
+class JournalWriteError(JournalError):
+    """A journal append or fsync failed (full disk, I/O error). The run must stop: nothing more can be recorded.
+
+    What reached the file is intact (a torn last line is dropped on the next open), so the same command
+    resumes once the cause is fixed.
+    """
 
 
 class StorageError(S3SegError):
@@ -122,3 +138,36 @@ class StorageError(S3SegError):
         self.retryable = retryable
         self.retried = retried  # botocore sent the request more than once: an earlier try may have applied
         super().__init__(f"{op} s3://{bucket}/{key}: {code}{': ' + message if message else ''}")
+
+
+# -- local file errors -------------------------------------------------------------------------------------------
+_HINTS = {
+    errno.ENOSPC: "free space on that file system",
+    errno.EDQUOT: "free space or raise the quota",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "this user lacks the permission",
+    errno.EPERM: "this user lacks the permission",
+    errno.ENOTDIR: "a part of the path is not a directory",
+    errno.EISDIR: "a file name is needed",
+    errno.EIO: "the disk reported an I/O error",
+}
+
+
+def os_reason(exc: OSError, path: str | None = None) -> str:
+    """``No space left on device (free space on that file system)``: what failed, and the first thing to check.
+
+    With ``path`` (the file being created), a missing directory is named: s3seg creates no directories.
+    """
+    text = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno == errno.ENOENT and path is not None:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            return f"{text} (the directory {show_path(parent)} does not exist; s3seg creates no directories)"
+    hint = _HINTS.get(exc.errno or 0)
+    return f"{text} ({hint})" if hint else text
+
+
+def show_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
+    """A path for a message: bytes that are not UTF-8 (surrogate-escaped by Python) shown as ``\\xNN``."""
+    raw = os.fsencode(path)
+    return raw.decode("utf-8", "backslashreplace")

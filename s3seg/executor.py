@@ -192,6 +192,7 @@ class RunReport:
     interrupted: bool = False
     signal: int = 0  # the signal that asked the run to stop (0: none, or Ctrl-C outside a signal handler)
     aborted: str = ""  # why the run stopped early (a worker died, the journal cannot be written, ...), if it did
+    journal_failed: bool = False  # the journal could not be written: the run stopped before anything new
     failures: list[tuple[int, str, str]] = field(default_factory=list)  # (id, status label, detail), capped
 
     @property
@@ -322,6 +323,7 @@ class Pipeline:
         except BrokenProcessPool as exc:
             self._abort(f"a worker process died ({exc}); re-run to resume: the journal has every step")
         except JournalError as exc:
+            self.report.journal_failed = True
             self._abort(f"{exc}; nothing new was started")
         except KeyboardInterrupt:  # Ctrl-C where no handler of ours was installed (not the main thread)
             self.report.interrupted = True
@@ -330,6 +332,7 @@ class Pipeline:
             try:
                 self.journal.sync()
             except JournalError as exc:
+                self.report.journal_failed = True
                 self.report.aborted = self.report.aborted or str(exc)
             self.report.elapsed = time.monotonic() - start
             if self.stop.signum:

@@ -18,11 +18,17 @@ ids are simply re-checked against S3); an unparsable line anywhere else is corru
 writer per file, enforced with an exclusive ``flock`` on ``<journal>.lock`` (released by the kernel even on
 kill -9).
 
+Local faults (see ``errors``): a journal or lock that cannot be opened raises ``JournalError`` naming the path;
+a failed append or fsync raises ``JournalWriteError`` and leaves the journal refusing further appends (what
+reached the file is intact; a torn last line is dropped on the next open). ``close()`` after such a failure
+releases the file and the lock without raising again.
+
 Must not: talk to S3 or know about process pools.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import fcntl
 import json
@@ -34,7 +40,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from s3seg.crashpoints import crash_point
-from s3seg.errors import JournalError, LockedError
+from s3seg.errors import JournalError, JournalWriteError, LockedError, os_reason
 from s3seg.manifest import fsync_dir
 
 FORMAT = 1
@@ -251,7 +257,7 @@ def replay(path: str, *, manifest_sha256: str, entries: int) -> tuple[JournalSta
     """
     state = JournalState(entries)
     offset = 0
-    with open(path, "rb") as f:
+    with _open_for_reading(path) as f:
         lines = iter(f)
         for lineno, raw in enumerate(lines, start=1):
             record = _parse(raw)
@@ -277,8 +283,9 @@ def replay(path: str, *, manifest_sha256: str, entries: int) -> tuple[JournalSta
                     )
             else:
                 try:
+                    check_record(record, state.entries)
                     state.apply(record)
-                except (KeyError, TypeError, ValueError, IndexError) as exc:
+                except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
                     raise JournalError(path, lineno, f"malformed record ({exc})") from None
             offset += len(raw)
     return state, offset
@@ -293,6 +300,8 @@ class Journal:
 
     def __init__(self, path: str, *, manifest_sha256: str, manifest_name: str, entries: int) -> None:
         self.path = path
+        self._failure = ""  # set by the first failed write: every later append, sync or flush refuses
+        _check_journal_path(path)  # a directory or a device is refused before a lock file is created beside it
         self._lock_file = _lock(path + ".lock")
         try:
             self.state, self._file = self._open(manifest_sha256, manifest_name, entries)
@@ -303,6 +312,13 @@ class Journal:
         self._last_sync = time.monotonic()
 
     def _open(self, manifest_sha256: str, manifest_name: str, entries: int) -> tuple[JournalState, IO[bytes]]:
+        try:
+            return self._open_file(manifest_sha256, manifest_name, entries)
+        except OSError as exc:
+            message = f"cannot open the journal: {os_reason(exc, self.path)}; {_ELSEWHERE}"
+            raise JournalError(self.path, None, message) from None
+
+    def _open_file(self, manifest_sha256: str, manifest_name: str, entries: int) -> tuple[JournalState, IO[bytes]]:
         if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
             state, good_end = replay(self.path, manifest_sha256=manifest_sha256, entries=entries)
             if good_end > 0:
@@ -325,18 +341,48 @@ class Journal:
             "manifest": manifest_name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        new.write(json.dumps(header).encode() + b"\n")
-        _durable(new)
-        fsync_dir(self.path)  # the new file's directory entry must survive a crash too
+        try:
+            new.write(json.dumps(header).encode() + b"\n")
+            _durable(new)
+            fsync_dir(self.path)  # the new file's directory entry must survive a crash too
+        except BaseException:
+            # Nothing was recorded yet: leave no half-written journal behind (a full disk, a read-only remount).
+            with contextlib.suppress(OSError):
+                new.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            raise
         return JournalState(entries), new
 
+    @property
+    def failed(self) -> JournalWriteError | None:
+        """The error of the first failed write, if any: after it nothing more can be recorded."""
+        return JournalWriteError(self.path, None, self._failure) if self._failure else None
+
+    def _fail(self, exc: OSError) -> JournalWriteError:
+        if not self._failure:
+            self._failure = (
+                f"cannot write the journal: {os_reason(exc)}; once that is fixed, re-run the same command to "
+                "resume (what reached the journal is intact)"
+            )
+        return JournalWriteError(self.path, None, self._failure)
+
     def _append(self, record: dict[str, Any], *, durable: bool) -> None:
+        if self._failure:
+            raise JournalWriteError(self.path, None, self._failure)
         self.state.apply(record)
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+        line += b"\n"
         crash_point("journal-append", torn=lambda: _durable_partial(self._file, line[: len(line) // 2]))
-        self._file.write(line)
+        try:
+            self._file.write(line)
+            if durable:
+                _durable(self._file)
+        except OSError as exc:
+            # A full disk or an I/O error: a part of the line may be on disk. Nothing is appended after it (a
+            # torn last line is what the next open expects and drops), so the journal stays trustworthy.
+            raise self._fail(exc) from None
         if durable:
-            _durable(self._file)
             self._unsynced = False
             self._last_sync = time.monotonic()
         else:
@@ -366,17 +412,30 @@ class Journal:
             self.sync()
 
     def sync(self) -> None:
+        """Make every appended record durable; raises ``JournalWriteError`` if it cannot (or could not before)."""
+        if self._failure:
+            raise JournalWriteError(self.path, None, self._failure)
         if self._unsynced:
-            _durable(self._file)
+            try:
+                _durable(self._file)
+            except OSError as exc:
+                raise self._fail(exc) from None
             self._unsynced = False
         self._last_sync = time.monotonic()
 
     def close(self) -> None:
+        """Sync, close, unlock. After a failed write it only releases the file and the lock (no second error)."""
         try:
-            self.sync()
-            self._file.close()
+            if not self._failure:
+                self.sync()
         finally:
-            self._lock_file.close()
+            try:
+                self._file.close()
+            except OSError as exc:
+                if not self._failure:  # the final flush itself failed: the caller must hear of it once
+                    raise self._fail(exc) from None
+            finally:
+                self._lock_file.close()
 
     def __enter__(self) -> Journal:
         return self
@@ -385,8 +444,21 @@ class Journal:
         self.close()
 
 
+_ELSEWHERE = "the journal and its .lock are kept next to the manifest unless --journal PATH puts them elsewhere"
+
+
+def _check_journal_path(path: str) -> None:
+    if os.path.exists(path) and not os.path.isfile(path):
+        what = "a directory" if os.path.isdir(path) else "not a regular file"
+        raise JournalError(path, None, f"is {what}; --journal takes a file name, such as DIR/plan.jsonl.journal")
+
+
 def _lock(lock_path: str) -> IO[bytes]:
-    f = open(lock_path, "ab")  # noqa: SIM115 - held for the journal's lifetime
+    try:
+        f = open(lock_path, "ab")  # noqa: SIM115 - held for the journal's lifetime
+    except OSError as exc:
+        message = f"cannot create the journal's lock file: {os_reason(exc, lock_path)}; {_ELSEWHERE}"
+        raise JournalError(lock_path, None, message) from None
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -397,7 +469,41 @@ def _lock(lock_path: str) -> IO[bytes]:
             "another s3seg process is applying or rolling back this manifest; wait for it to finish "
             "(the lock is released automatically when that process exits)",
         ) from None
+    except OSError as exc:  # e.g. ENOLCK: a network file system without locks
+        f.close()
+        raise JournalError(lock_path, None, f"cannot lock the journal: {os_reason(exc)}; {_ELSEWHERE}") from None
     return f
+
+
+def _open_for_reading(path: str) -> IO[bytes]:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise JournalError(path, None, f"cannot read the journal: {os_reason(exc)}") from None
+
+
+_STRING_FIELDS = ("ev", "dir", "status", "code", "msg")
+_INT = {int}
+
+
+def check_record(record: dict[str, Any], entries: int) -> None:
+    """Raise ``ValueError`` unless every known field of a record has its type (``JournalState.apply`` then
+    checks what the values mean). Ids are ints, never bools (``True`` is an int in Python)."""
+    for name in _STRING_FIELDS:
+        if name in record and type(record[name]) is not str:
+            raise ValueError(f"field {name!r} is not a string")
+    ids = record.get("ids")
+    if type(ids) is not list or not set(map(type, ids)) <= _INT:  # a C-speed loop: replay reads millions of ids
+        raise ValueError("field 'ids' is missing or not a list of integers")
+    dedup = record.get("dedup", [])
+    if type(dedup) is not list or not all(type(i) is int and 0 < i <= entries for i in dedup):
+        raise ValueError("field 'dedup' is not a list of ids in the manifest")
+    etags = record.get("etags", {})
+    if type(etags) is not dict:
+        raise ValueError("field 'etags' is not an object")
+    for key, value in etags.items():
+        if not (key.isascii() and key.isdigit() and 0 < int(key) <= entries) or type(value) is not str:
+            raise ValueError(f"field 'etags' has an entry {key!r} that is not an id in the manifest with an ETag")
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
@@ -405,7 +511,7 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
         return None
     try:
         record = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a line of deeply nested brackets
         return None
     return record if isinstance(record, dict) else None
 

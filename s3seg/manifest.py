@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from s3seg.errors import ManifestError
+from s3seg.errors import ManifestError, ManifestWriteError, os_reason
 
 FORMAT = 1
 
@@ -92,28 +92,59 @@ def _dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
+def _encode(text: str) -> bytes:
+    # A lone surrogate (a non-UTF-8 byte of a file name, e.g. the config path in the header) becomes a JSON
+    # \udcXX escape: valid JSON that reads back as the same string, instead of an encoding error.
+    return text.encode("utf-8", "backslashreplace") + b"\n"
+
+
 class ManifestWriter:
-    """Streams moves into ``path`` (via ``path.tmp``); ``close()`` writes the trailer, fsyncs and renames."""
+    """Streams moves into ``path`` (via ``path.tmp``); ``close()`` writes the trailer, fsyncs and renames.
+
+    Every ``OSError`` (missing directory, full disk, read-only file system) is raised as ``ManifestWriteError``
+    naming ``path``; the caller then calls ``abort()``, which never raises and removes the partial file.
+    """
 
     def __init__(self, path: str, header: dict[str, Any]) -> None:
         self.path = path
         self._tmp = path + ".tmp"
-        self._file: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
+        self._renamed = False
+        if os.path.exists(path) and not os.path.isfile(path):
+            # os.replace would swap a device (run as root: /dev/null!) or fail late on a directory.
+            what = "a directory" if os.path.isdir(path) else "not a regular file"
+            raise ManifestWriteError(path, None, f"cannot write the manifest: it is {what}; choose another -o")
+        with self._guard():
+            self._file: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
         self._digest = hashlib.sha256()
         self.count = 0
-        self._header_sha256 = self._write_line({"type": "header", "format": FORMAT, **header})
+        try:
+            self._header_sha256 = self._write_line({"type": "header", "format": FORMAT, **header})
+        except BaseException:
+            self.abort()
+            raise
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise ManifestWriteError(
+                self.path, None, f"cannot write the manifest: {os_reason(exc, self.path)}; nothing was left behind"
+            ) from None
 
     def _write_line(self, data: dict[str, Any]) -> str:
-        line = _dumps(data).encode() + b"\n"
-        self._file.write(line)
+        line = _encode(_dumps(data))
+        with self._guard():
+            self._file.write(line)
         return hashlib.sha256(line).hexdigest()
 
     def add(self, move: Move) -> None:
         if move.id != self.count + 1:
             raise ValueError(f"manifest ids must be consecutive: expected {self.count + 1}, got {move.id}")
-        line = move.to_json().encode() + b"\n"
+        line = _encode(move.to_json())
         self._digest.update(line)
-        self._file.write(line)
+        with self._guard():
+            self._file.write(line)
         self.count += 1
 
     @property
@@ -122,30 +153,42 @@ class ManifestWriter:
         return self._tmp
 
     def flush(self) -> None:
-        self._file.flush()
+        with self._guard():
+            self._file.flush()
 
     def close(self) -> str:
-        """Finish the manifest; returns the SHA-256 of the whole file (what a journal binds to)."""
-        self._write_line(
-            {
-                "type": "trailer",
-                "entries": self.count,
-                "sha256": self._digest.hexdigest(),
-                "header_sha256": self._header_sha256,
-            }
-        )
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self.path)
-        fsync_dir(self.path)
-        return file_sha256(self.path)
+        """Finish the manifest; returns the SHA-256 of the whole file (what a journal binds to).
+
+        On an ``OSError`` the partial file is removed before ``ManifestWriteError`` is raised.
+        """
+        try:
+            self._write_line(
+                {
+                    "type": "trailer",
+                    "entries": self.count,
+                    "sha256": self._digest.hexdigest(),
+                    "header_sha256": self._header_sha256,
+                }
+            )
+            with self._guard():
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+                os.replace(self._tmp, self.path)
+                self._renamed = True
+                fsync_dir(self.path)
+                return file_sha256(self.path)
+        except ManifestWriteError:
+            self.abort()
+            raise
 
     def abort(self) -> None:
-        """Drop the partial manifest (a failed plan leaves nothing behind)."""
-        self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._tmp)
+        """Drop the partial manifest (a failed plan leaves nothing behind). Never raises an ``OSError``."""
+        with contextlib.suppress(OSError):
+            self._file.close()  # a full disk fails the final flush again: the bytes are dropped anyway
+        for path in (self._tmp, self.path) if self._renamed else (self._tmp,):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def fsync_dir(path: str) -> None:
@@ -254,7 +297,7 @@ class Manifest:
     def _parse(self, raw: bytes, lineno: int) -> dict[str, Any]:
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a line of deeply nested brackets
             raise self._error(lineno, "not valid JSON: the manifest is corrupt or was edited") from None
         if not isinstance(data, dict):
             raise self._error(lineno, "not a JSON object: the manifest is corrupt or was edited")
