@@ -146,9 +146,16 @@ def accepted_etags(journal_path: str, *, manifest_sha256: str, entries: int) -> 
                 continue  # replay accepted the file, so this is the torn last line
             if not isinstance(record, dict) or record.get("ev") != "copied":
                 continue
-            side = out.destination if record.get("dir") == "apply" else out.source
+            rollback = record.get("dir") == "rollback"
+            side = out.source if rollback else out.destination
             for key, etag in (record.get("etags") or {}).items():
                 side.setdefault(int(key), set()).add(str(etag))
+            if rollback:
+                # A rollback copy records an ETag only where it differs from the destination's, so a restored
+                # source may also carry the ETag apply's copy gave the destination (same parts, same bytes).
+                for i in record.get("ids") or ():
+                    if i in out.destination:
+                        out.source.setdefault(i, set()).update(out.destination[i])
     return out
 
 
