@@ -388,7 +388,7 @@ def verify(
     endpoint rule is apply's: the manifest's recorded endpoint, an explicit different one is refused.
     """
     manifest = Manifest(manifest_path)
-    info = manifest.verify()
+    info = manifest.info  # verified once, and cached for the audit
     endpoint = _check_target(info, manifest_path, target)
     config: dict[str, Any] = info.header.get("config") or {}
     journal_path = journal or journal_path_for(manifest_path)

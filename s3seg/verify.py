@@ -187,13 +187,16 @@ def minimal(prefixes: set[str]) -> list[str]:
     return kept
 
 
-def _covered(prefixes: dict[str, list[str]], bucket: str, key: str) -> bool:
-    return any(key.startswith(p) for p in prefixes.get(bucket, ()))
-
-
 # -- the index --------------------------------------------------------------------------------------------------
+Seen = tuple[int | None, str | None]  # (size, etag) the listing showed at a key; (None, None) for nothing
+
+
 class _Index:
-    """Both places of every move in a temporary on-disk SQLite table (flat memory for any manifest size)."""
+    """Both places of every move in a temporary on-disk SQLite table (flat memory for any manifest size).
+
+    Row ``2*id-1`` is move ``id``'s source (with the planned size and ETag), row ``2*id`` its destination;
+    ``size``/``etag`` are filled in by the listing.
+    """
 
     def __init__(self) -> None:
         fd, self.path = tempfile.mkstemp(suffix=".sqlite", prefix="s3seg-verify-")
@@ -202,20 +205,25 @@ class _Index:
         # A scratch file: no rollback journal, no fsync, a bounded page cache (~64 MB).
         self.db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;"
-            "CREATE TABLE w (rowid INTEGER PRIMARY KEY, bucket TEXT, key TEXT, size INTEGER, etag TEXT);"
+            "CREATE TABLE w (rowid INTEGER PRIMARY KEY, bucket TEXT, key TEXT, psize INTEGER, petag TEXT,"
+            " size INTEGER, etag TEXT);"
         )
 
-    def load(self, moves: Iterator[Move], prefixes: dict[str, list[str]]) -> None:
-        batch: list[tuple[int, str, str]] = []
-        for m in moves:
-            for bucket, key in ((m.src_bucket, m.src_key), (m.dst_bucket, m.dst_key)):
-                if not _covered(prefixes, bucket, key):
+    def load(self, manifest_path: str, prefixes: dict[str, list[str]]) -> None:
+        """One pass over the manifest's entry lines (already verified: no per-field checks again)."""
+        covers = {bucket: tuple(p) for bucket, p in prefixes.items()}
+        batch: list[tuple[int, str, str, int | None, str | None]] = []
+        for e in _entries(manifest_path):
+            i = e["id"]
+            for bucket, key in ((e["src_bucket"], e["src_key"]), (e["dst_bucket"], e["dst_key"])):
+                if not key.startswith(covers.get(bucket, ())):
                     # The header's locations do not cover this key (cannot happen for an s3seg plan): list the
                     # whole bucket rather than miss it.
                     log.warning("s3://%s/%s is outside the configured locations: listing the whole bucket", bucket, key)
                     prefixes[bucket] = [""]
-            batch.append((2 * m.id - 1, m.src_bucket, m.src_key))
-            batch.append((2 * m.id, m.dst_bucket, m.dst_key))
+                    covers[bucket] = ("",)
+            batch.append((2 * i - 1, e["src_bucket"], e["src_key"], e["size"], e["etag"]))
+            batch.append((2 * i, e["dst_bucket"], e["dst_key"], None, None))
             if len(batch) >= 20_000:
                 self._insert(batch)
                 batch = []
@@ -223,8 +231,8 @@ class _Index:
         self.db.execute("CREATE INDEX w_key ON w (bucket, key)")
         self.db.commit()
 
-    def _insert(self, rows: list[tuple[int, str, str]]) -> None:
-        self.db.executemany("INSERT INTO w (rowid, bucket, key) VALUES (?, ?, ?)", rows)
+    def _insert(self, rows: list[tuple[int, str, str, int | None, str | None]]) -> None:
+        self.db.executemany("INSERT INTO w (rowid, bucket, key, psize, petag) VALUES (?, ?, ?, ?, ?)", rows)
 
     def mark(self, bucket: str, page: list[Listed]) -> None:
         """Record what the listing found at each key (every row with that key: a key may be two places)."""
@@ -233,13 +241,29 @@ class _Index:
             [(o.size, o.etag, bucket, o.key) for o in page],
         )
 
-    def rows(self) -> sqlite3.Cursor:
-        """What the listing found at each place, in rowid order: (size, etag), or (None, None) for nothing."""
-        return self.db.execute("SELECT size, etag FROM w ORDER BY rowid")
+    def pairs(self) -> Iterator[tuple[Move, Seen, Seen]]:
+        """Each move (rebuilt from its two rows) with what the listing found at its source and destination."""
+        rows = self.db.execute("SELECT rowid, bucket, key, psize, petag, size, etag FROM w ORDER BY rowid")
+        for src, dst in zip(rows, rows, strict=True):
+            move = Move(
+                id=(src[0] + 1) // 2, src_bucket=src[1], src_key=src[2], dst_bucket=dst[1], dst_key=dst[2],
+                size=src[3], etag=src[4],
+            )  # fmt: skip
+            yield move, (src[5], src[6]), (dst[5], dst[6])
 
     def close(self) -> None:
         self.db.close()
         os.unlink(self.path)
+
+
+def _entries(path: str) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as f:
+        next(f, None)  # header
+        for raw in f:
+            data = json.loads(raw)
+            if data.get("type") == "trailer":
+                return
+            yield data
 
 
 # -- the audit --------------------------------------------------------------------------------------------------
@@ -253,7 +277,7 @@ def audit(
     samples: int = DEFAULT_SAMPLES,
     max_items: int = DEFAULT_MAX_ITEMS,
 ) -> VerifyReport:
-    """Classify every move of ``manifest`` (already verified) by what the listing shows at its two keys."""
+    """Classify every move of ``manifest`` by what the listing shows at its two keys (verifies it first)."""
     started = time.monotonic()
     info = manifest.info
     etags = etags or AcceptedEtags()
@@ -261,7 +285,7 @@ def audit(
     prefixes = prefixes_for(info.header)
     index = _Index()
     try:
-        index.load(manifest.moves(), prefixes)
+        index.load(manifest.path, prefixes)
         for bucket, bucket_prefixes in sorted(prefixes.items()):
             for prefix in bucket_prefixes:
                 report.prefixes.append(f"s3://{bucket}/{prefix}")
@@ -269,17 +293,15 @@ def audit(
                     report.listed += len(page)
                     index.mark(bucket, page)
         log.info("verify: listed %d objects under %s", report.listed, ", ".join(report.prefixes))
-        rows = index.rows()
-        for m in manifest.moves():
-            src, dst = next(rows), next(rows)
-            _classify(report, m, src, dst, etags, samples, max_items)
+        for move, src, dst in index.pairs():
+            _classify(report, move, src, dst, etags, samples, max_items)
     finally:
         index.close()
     report.elapsed = time.monotonic() - started
     return report
 
 
-def _place(seen: tuple[int | None, str | None], size: int, accepted: set[str]) -> Place:
+def _place(seen: Seen, size: int, accepted: set[str]) -> Place:
     seen_size, seen_etag = seen
     if seen_size is None:
         return Place.ABSENT
@@ -289,8 +311,8 @@ def _place(seen: tuple[int | None, str | None], size: int, accepted: set[str]) -
 def _classify(
     report: VerifyReport,
     m: Move,
-    src: tuple[int | None, str | None],
-    dst: tuple[int | None, str | None],
+    src: Seen,
+    dst: Seen,
     etags: AcceptedEtags,
     samples: int,
     max_items: int,
@@ -326,7 +348,7 @@ def _classify(
     )
 
 
-def _seen(seen: tuple[int | None, str | None]) -> dict[str, Any] | None:
+def _seen(seen: Seen) -> dict[str, Any] | None:
     return None if seen[0] is None else {"size": seen[0], "etag": seen[1]}
 
 
