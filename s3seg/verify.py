@@ -224,7 +224,7 @@ class _Index:
                     covers[bucket] = ("",)
             batch.append((2 * i - 1, e["src_bucket"], e["src_key"], e["size"], e["etag"]))
             batch.append((2 * i, e["dst_bucket"], e["dst_key"], None, None))
-            if len(batch) >= 20_000:
+            if len(batch) >= 4_000:  # bounded: the rows of a batch are the only per-entry Python objects
                 self._insert(batch)
                 batch = []
         self._insert(batch)
