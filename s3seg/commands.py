@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from s3seg import inventory as _inventory
+from s3seg import verify as _verify
 from s3seg.config import Settings
 from s3seg.errors import ManifestError, UsageError
 from s3seg.executor import APPLY, ROLLBACK, Backend, InlineBackend, ProcessBackend, RunReport, execute
@@ -419,3 +420,37 @@ def run(
         )
         result = apply(path, opts, target, on_start=on_start, on_progress=on_progress, lease=lease)
     return report, result
+
+
+# -- verify / report -----------------------------------------------------------------------------------------
+def verify(
+    manifest_path: str,
+    *,
+    journal: str | None = None,
+    target: Target = Target(),
+    samples: int = _verify.DEFAULT_SAMPLES,
+    max_items: int = _verify.DEFAULT_MAX_ITEMS,
+) -> _verify.VerifyReport:
+    """Audit the store against a manifest: is every planned object at exactly one of its two keys? Read-only.
+
+    The verdict comes from listing the manifest's locations, not from the journal; the journal (when present)
+    only adds the ETags its copies recorded (multipart and SSE-KMS copies change an object's ETag). The
+    endpoint rule is apply's: the manifest's recorded endpoint, an explicit different one is refused.
+    """
+    manifest = Manifest(manifest_path)
+    info = manifest.info  # verified once, and cached for the audit
+    endpoint = _check_target(info, manifest_path, target)
+    config: dict[str, Any] = info.header.get("config") or {}
+    journal_path = journal or journal_path_for(manifest_path)
+    etags = None
+    if os.path.exists(journal_path):
+        etags = _verify.accepted_etags(journal_path, manifest_sha256=info.sha256, entries=info.entries)
+    elif journal is not None:
+        raise UsageError(f"journal {journal} does not exist")
+    workers = int(config.get("list_workers", 1))
+    spec = client_spec({**config, "endpoint_url": endpoint}, target, threads=workers)
+    storage = Storage(make_client(spec))  # listing only: botocore, as plan lists
+    return _verify.audit(
+        storage, manifest, etags=etags, journal=journal_path if etags is not None else None,
+        list_workers=workers, samples=samples, max_items=max_items,
+    )  # fmt: skip
