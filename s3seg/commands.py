@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -346,7 +347,13 @@ def status(manifest_path: str, journal: str | None = None) -> StatusReport:
 
 # -- run --------------------------------------------------------------------------------------------------------
 def default_manifest_path(settings: Settings, now: datetime) -> str:
-    return os.path.join(settings.state_dir, f"s3seg-{now.strftime('%Y%m%dT%H%M%S')}.jsonl")
+    """``state_dir/s3seg-<now to the microsecond>-<pid>-<random>.jsonl``: sorts by time, never shared.
+
+    Two runs started in the same second (two configs sharing a ``state_dir``, a cron overlap) must not write,
+    verify or journal one manifest: the pid and a random suffix keep the names apart even for an equal ``now``.
+    """
+    stamp = now.strftime("%Y%m%dT%H%M%S.%f")
+    return os.path.join(settings.state_dir, f"s3seg-{stamp}-{os.getpid()}-{secrets.token_hex(3)}.jsonl")
 
 
 def run(

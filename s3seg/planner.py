@@ -97,7 +97,7 @@ def plan(
         # Replacing that manifest would orphan its journal: rollback needs both, and apply would refuse the pair.
         raise UsageError(
             f"{output} has a journal ({journal}): apply or rollback of that manifest still need it; "
-            "write the new plan to another file (-o)"
+            "write the new plan to another manifest path"
         )
     try:
         writer = ManifestWriter(output, header)
