@@ -18,7 +18,7 @@ from typing import Any
 
 from s3seg import inventory as _inventory
 from s3seg.config import Settings
-from s3seg.errors import ManifestError, UsageError
+from s3seg.errors import ManifestError, StorageError, StoreRefusedError, UsageError
 from s3seg.executor import APPLY, ROLLBACK, Backend, InlineBackend, ProcessBackend, RunReport, execute
 from s3seg.journal import (
     APPLY_DONE,
@@ -118,14 +118,21 @@ def plan(
     spec = client_spec(settings.to_dict(), target, threads=settings.list_workers)
     storage = Storage(make_client(spec))
     listing = None
-    if inventory:
-        inv = _inventory.load(storage, inventory)
-        source = settings.source
-        listing = _inventory.pages(storage, inv, bucket=source.bucket, prefix=source.prefix, page_size=settings.n_keys)
-    return _plan(
-        settings, storage, output, now=now, override=override, unlimited=unlimited, endpoint=spec.endpoint_url,
-        listing=listing, listed_from=inventory,
-    )  # fmt: skip
+    # A plan only reads: any S3 error here (no bucket, access denied, bad credentials, unreachable) happened
+    # before anything changed, and gets its own exit code rather than "some items failed".
+    try:
+        if inventory:
+            inv = _inventory.load(storage, inventory)
+            source = settings.source
+            listing = _inventory.pages(
+                storage, inv, bucket=source.bucket, prefix=source.prefix, page_size=settings.n_keys
+            )
+        return _plan(
+            settings, storage, output, now=now, override=override, unlimited=unlimited, endpoint=spec.endpoint_url,
+            listing=listing, listed_from=inventory,
+        )  # fmt: skip
+    except StorageError as err:
+        raise StoreRefusedError(err, f"plan of {settings.source.url} stopped") from None
 
 
 # -- apply / rollback -----------------------------------------------------------------------------------------
@@ -181,16 +188,23 @@ def _count_todo(state: JournalState, direction: str) -> int:
     return sum(1 for _ in state.ids_with(ROLLBACK_TODO))
 
 
+# Refusals of the capability probe that every move would meet too (unlike an AccessDenied on the probe's
+# scratch prefix, which a prefix-scoped policy may give while allowing the moves themselves).
+PREFLIGHT_REFUSALS = frozenset(
+    {"NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "AllAccessDisabled"}
+)
+
+
 def _capabilities(storage: Storage, bucket: str, mode: str) -> Capabilities:
     if mode == "server":
         return Capabilities.trusted()
     if mode == "client":
         return Capabilities.none()
-    from s3seg.errors import StorageError
-
     try:
         return storage.probe(bucket)
     except StorageError as err:
+        if err.code in PREFLIGHT_REFUSALS:  # the store refuses this identity or bucket outright: stop here
+            raise StoreRefusedError(err, "the store refused the first request, before any move") from None
         log.warning("could not probe conditional-header support (%s); checking every condition client-side", err)
         return Capabilities.none()
 

@@ -9,6 +9,8 @@ The tree::
     ├── ManifestError(path, line)   manifest incomplete, edited or foreign       -> 3
     ├── JournalError(path, line)    journal corrupt or bound to another manifest -> 3
     │   └── LockedError             another process holds the journal lock      -> 3
+    ├── StoreRefusedError(cause)    S3 refused or failed a request before anything
+    │                               was changed (listing, inventory, probe)     -> 4
     └── StorageError(op, bucket, key, code, retryable)
                                     one S3 call failed; raised only by ``storage``
 
@@ -28,6 +30,7 @@ class ExitCode(enum.IntEnum):
     ITEMS_FAILED = 1  # some items failed or conflicted; nothing lost, re-runnable
     USAGE = 2  # usage or config error; no S3 mutation happened
     REFUSED = 3  # manifest or journal refused (incomplete, mismatched, corrupt, locked)
+    STORE_REFUSED = 4  # S3 refused or failed a request before anything changed (no bucket, access, credentials)
     INTERRUPTED = 130  # Ctrl-C / SIGTERM; re-run to resume
 
 
@@ -92,6 +95,18 @@ class LockedError(JournalError):
     """Another s3seg process is applying or rolling back the same manifest."""
 
 
+class StoreRefusedError(S3SegError):
+    """S3 refused (or failed, after retries) a request made before any mutation: the listing or inventory a
+    plan reads, or the capability probe before apply / rollback. Nothing was changed; ``cause`` says why."""
+
+    exit_code = ExitCode.STORE_REFUSED
+
+    def __init__(self, cause: StorageError, what: str) -> None:
+        self.cause = cause
+        hint = _REFUSAL_HINTS.get(cause.code, "check the endpoint, the bucket and the credentials")
+        super().__init__(f"{what}: {cause}; nothing was changed; {hint}, then re-run")
+
+
 class StorageError(S3SegError):
     """One S3 request failed for good (after botocore's retries).
 
@@ -122,3 +137,17 @@ class StorageError(S3SegError):
         self.retryable = retryable
         self.retried = retried  # botocore sent the request more than once: an earlier try may have applied
         super().__init__(f"{op} s3://{bucket}/{key}: {code}{': ' + message if message else ''}")
+
+
+# What to tell the operator for the refusals seen before anything changes.
+_REFUSAL_HINTS = {
+    "NoSuchBucket": "check the bucket name in the config (and the endpoint / region)",
+    "AccessDenied": "grant this identity the s3:ListBucket / s3:GetObject / s3:PutObject / s3:DeleteObject "
+    "permissions it needs",
+    "AllAccessDisabled": "the bucket has all access disabled",
+    "InvalidAccessKeyId": "the access key is unknown to this endpoint: check the credentials and the endpoint",
+    "SignatureDoesNotMatch": "the secret key is wrong for this access key: check the credentials",
+    "ExpiredToken": "the session token expired: refresh the credentials",
+    "InvalidToken": "the session token is invalid: refresh the credentials",
+    "EndpointConnectionError": "the endpoint cannot be reached: check --endpoint-url / endpoint_url",
+}
