@@ -34,7 +34,7 @@ from s3seg.manifest import Manifest, ManifestInfo
 from s3seg.moves import Options, Task
 from s3seg.planner import PlanReport
 from s3seg.planner import plan as _plan
-from s3seg.storage import Capabilities, ClientSpec, Storage, make_client, make_storage
+from s3seg.storage import Capabilities, ClientSpec, Storage, configured_endpoint, make_client, make_storage
 from s3seg.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,24 @@ class ExecResult:
     dry_run_lines: list[str] = field(default_factory=list)
 
 
-def resolve_endpoint(explicit: str | None, configured: str | None) -> str | None:
-    """Flag, then config/manifest, then ``AWS_ENDPOINT_URL`` (boto3 also reads it; resolved here to record it)."""
-    return explicit or configured or os.environ.get("AWS_ENDPOINT_URL") or None
+def resolve_endpoint(
+    explicit: str | None, configured: str | None, *, profile: str | None = None, region: str | None = None
+) -> str | None:
+    """The endpoint S3 requests go to, resolved once (``None``: AWS's own): the flag, then the config element,
+    then whatever botocore itself would use (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, the profile's
+    ``endpoint_url`` or ``services`` section); recorded in the manifest so apply can hold every client to it."""
+    return configured_endpoint(ClientSpec(endpoint_url=explicit or configured or None, profile=profile, region=region))
 
 
 def client_spec(settings: dict[str, Any], target: Target, *, threads: int = 10) -> ClientSpec:
+    region = target.region or settings.get("region")
+    profile = target.profile or settings.get("profile")
     return ClientSpec(
-        endpoint_url=resolve_endpoint(target.endpoint_url, settings.get("endpoint_url")),
-        region=target.region or settings.get("region"),
-        profile=target.profile or settings.get("profile"),
+        endpoint_url=resolve_endpoint(
+            target.endpoint_url, settings.get("endpoint_url"), profile=profile, region=region
+        ),
+        region=region,
+        profile=profile,
         max_pool_connections=max(threads + 2, 10),
         max_attempts=int(settings.get("max_attempts", 8)),
         retry_mode=str(settings.get("retry_mode", "standard")),
@@ -137,17 +145,34 @@ def plan(
 
 # -- apply / rollback -----------------------------------------------------------------------------------------
 def _check_target(info: ManifestInfo, manifest: str, target: Target) -> str | None:
-    """The endpoint to use: the manifest's, unless the operator explicitly points at another (refused)."""
-    planned = info.header.get("endpoint")
-    asked = target.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+    """The endpoint to use: the manifest's. Refused (exit 3, before any S3 client exists) when this run points
+    elsewhere: an ``--endpoint-url`` flag, or an endpoint botocore would pick up from the environment or the
+    AWS config file (``AWS_ENDPOINT_URL[_S3]``, the profile's ``endpoint_url`` / ``services``). Nothing
+    pointing anywhere means the recorded endpoint is used; clients are then built with it explicitly."""
+    planned = info.header.get("endpoint") or None
+    config: dict[str, Any] = info.header.get("config") or {}
+    profile = target.profile or config.get("profile")
+    if target.endpoint_url:
+        asked: str | None = target.endpoint_url
+        source = "--endpoint-url"
+    else:
+        try:
+            asked = configured_endpoint(ClientSpec(profile=profile, region=target.region or config.get("region")))
+        except StorageError as err:
+            raise StoreRefusedError(err, "could not resolve the S3 endpoint") from None
+        source = "the environment / AWS config file (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or endpoint_url in " + (
+            f"profile {profile!r})" if profile else "the default profile)"
+        )
     if asked is not None and asked.rstrip("/") != (planned or "").rstrip("/"):
+        fix = f"--endpoint-url {planned}" if planned else "unset it (or set AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true)"
         raise ManifestError(
             manifest,
             1,
-            f"this manifest was planned against endpoint {planned or 'AWS (default)'!r}, not {asked!r}; "
-            "plan again against the store you mean",
+            f"this manifest was planned against endpoint {planned or 'AWS (default)'!r}, but {source} points this "
+            f"run at {asked!r}; nothing was sent. To apply it where it was planned, {fix}; to move objects on "
+            f"{asked!r}, plan again against it",
         )
-    return planned or None
+    return planned
 
 
 def _pending_apply(manifest: Manifest, state: JournalState) -> Iterator[Task]:
