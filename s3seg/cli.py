@@ -414,8 +414,10 @@ def _load_settings(args: argparse.Namespace) -> config_mod.Settings:
 
 
 def _override(args: argparse.Namespace, settings: config_mod.Settings) -> datetime | None:
-    if not args.datetime:
+    if args.datetime is None:
         return None
+    if not args.datetime.strip():  # an empty -d (an unset shell variable, say) must not mean "now - time_delay"
+        raise UsageError("-d/--datetime is empty: give a date (ISO 8601 or the config's datetime_format) or drop it")
     try:
         return parse_datetime_arg(args.datetime, settings.datetime_format)
     except ValueError as exc:
