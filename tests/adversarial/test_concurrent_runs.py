@@ -83,7 +83,8 @@ def test_two_runs_in_the_same_second_each_move_exactly_their_own_objects(moto_la
     shim.write_text(FROZEN_CLI, encoding="utf-8")
     procs = [
         subprocess.Popen(
-            [sys.executable, str(shim), "run", "-c", str(cfg), "--no-progress", "--json"],
+            # One bucket: the lease lets one run at a time mutate it, so the second waits for the first.
+            [sys.executable, str(shim), "run", "-c", str(cfg), "--no-progress", "--json", "--lock-wait", "120"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
