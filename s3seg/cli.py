@@ -101,7 +101,8 @@ def _plan_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--inventory",
         metavar="S3_URL",
-        help="plan from this S3 Inventory report (s3://BUCKET/PATH/manifest.json, CSV) instead of listing s3_dir",
+        help="plan from this S3 Inventory report (s3://BUCKET/PATH/manifest.json; CSV, or Parquet/ORC with "
+        "s3seg[inventory]) instead of listing s3_dir",
     )
 
 

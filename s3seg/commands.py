@@ -119,8 +119,8 @@ def plan(
 ) -> PlanReport:
     """List ``s3_dir`` once and write the manifest of moves to ``output``. Read-only on S3.
 
-    With ``inventory`` (``s3://BUCKET/PATH/manifest.json`` of a CSV S3 Inventory), plan from that report
-    instead of listing.
+    With ``inventory`` (``s3://BUCKET/PATH/manifest.json`` of a CSV, Parquet or ORC S3 Inventory), plan from that
+    report instead of listing.
     """
     if inventory:
         _inventory.parse_url(inventory)  # a malformed URL fails before any S3 client exists
