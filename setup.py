@@ -38,6 +38,8 @@ setup(
         ],
         "demo": ["moto[server]>=5.1"],
         "dask": ["dask[distributed]>=2024.1"],
+        # Parquet and ORC S3 Inventory reports (plan --inventory); CSV needs nothing. 14.0.1: CVE-2023-47248 fix.
+        "inventory": ["pyarrow>=14.0.1"],
         "dev": ["mypy>=1.10", "ruff>=0.6", "boto3-stubs[s3]", "lxml-stubs", "types-tqdm"],
     },
     entry_points={"console_scripts": ["s3seg = s3seg.cli:main"]},

@@ -32,7 +32,7 @@ from s3seg.planner import PlanReport
 
 log = logging.getLogger("s3seg")
 
-COMMANDS = ("plan", "apply", "rollback", "status", "run")
+COMMANDS = ("plan", "apply", "rollback", "status", "run", "verify", "report")
 
 
 # -- parser ---------------------------------------------------------------------------------------------------
@@ -101,7 +101,8 @@ def _plan_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--inventory",
         metavar="S3_URL",
-        help="plan from this S3 Inventory report (s3://BUCKET/PATH/manifest.json, CSV) instead of listing s3_dir",
+        help="plan from this S3 Inventory report (s3://BUCKET/PATH/manifest.json; CSV, or Parquet/ORC with "
+        "s3seg[inventory]) instead of listing s3_dir",
     )
 
 
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             _common_flags(p)
             _target_flags(p)
+    _add_audit_parsers(sub)
     return parser
 
 
@@ -413,8 +415,10 @@ def _load_settings(args: argparse.Namespace) -> config_mod.Settings:
 
 
 def _override(args: argparse.Namespace, settings: config_mod.Settings) -> datetime | None:
-    if not args.datetime:
+    if args.datetime is None:
         return None
+    if not args.datetime.strip():  # an empty -d (an unset shell variable, say) must not mean "now - time_delay"
+        raise UsageError("-d/--datetime is empty: give a date (ISO 8601 or the config's datetime_format) or drop it")
     try:
         return parse_datetime_arg(args.datetime, settings.datetime_format)
     except ValueError as exc:
@@ -434,6 +438,8 @@ def _manifest_log_file(path: str) -> str | None:
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     cmd = args.command
+    if cmd in ("verify", "report"):
+        return _run_audit(args, out)
     if cmd == "status":
         st = commands.status(args.manifest, args.journal)
         data = {
@@ -474,6 +480,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             else:
                 print_plan(report, out)
                 _print_log_failure(out)
+            _plan_pictures(args, report.manifest_path, out)
             return ExitCode.OK
         progress = Progress(not args.no_progress, "run")
         try:
@@ -559,3 +566,97 @@ def run_cli(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int
         return 128 + received[0] if received else int(ExitCode.INTERRUPTED)
     finally:
         _flush(out)  # a closed pipe shows here for short outputs: dropped, not a traceback at exit
+
+
+# -- verify / report / plan pictures (kept together so they merge beside other CLI changes) ----------------------
+def _add_audit_parsers(sub: Any) -> None:
+    plan_p = sub.choices["plan"]
+    plan_p.add_argument("--heatmap", action="store_true", help="print a day x hour heatmap of the planned moves")
+    plan_p.add_argument("--report", metavar="HTML", help="write a self-contained HTML review page of the plan here")
+    for name, func in (("verify", commands.verify), ("report", _report_doc)):
+        doc = (func.__doc__ or "").strip().splitlines()[0].replace("``", "")
+        p = sub.add_parser(name, help=doc, description=doc)
+        p.add_argument("manifest", help="manifest written by `s3seg plan`")
+        p.add_argument("--journal", help="journal path (default: MANIFEST.journal, if it exists)")
+        p.add_argument("-v", "--verbose", action="store_true", help="detailed log on stderr")
+        p.add_argument("--log-file", help="also write the log here")
+        if name == "verify":
+            p.add_argument("--json", action="store_true", help="print the result as JSON (every discrepancy)")
+            p.add_argument("--samples", type=int, default=10, help="sample keys per category (default 10)")
+            p.add_argument(
+                "--max-items",
+                type=int,
+                default=100_000,
+                help="discrepancies listed in --json before the list is cut (default 100000)",
+            )
+            _target_flags(p)
+        else:
+            p.add_argument(
+                "-o", "--output", metavar="HTML", help="write the HTML page here (default: print the heatmap)"
+            )
+
+
+def _report_doc() -> None:
+    """Review a manifest (and, after apply, its outcomes) as a heatmap or a self-contained HTML page."""
+
+
+def _run_audit(args: argparse.Namespace, out: TextIO) -> ExitCode:
+    setup_logging(args.log_file, args.verbose)
+    if args.command == "verify":
+        from s3seg import verify as verify_mod
+
+        if args.samples < 0 or args.max_items < 0:
+            raise UsageError("--samples and --max-items must be 0 or more")
+        result = commands.verify(
+            args.manifest, journal=args.journal, target=_target(args), samples=args.samples, max_items=args.max_items
+        )
+        if args.json:
+            _print(out, json.dumps(verify_mod.summary(result), indent=2, ensure_ascii=False))
+        else:
+            for line in verify_mod.render(result):
+                _print(out, line)
+        return ExitCode.OK if result.ok else ExitCode.ITEMS_FAILED
+    import os
+
+    from s3seg import report as report_mod
+    from s3seg.journal import journal_path_for
+
+    if args.journal is not None and not os.path.exists(args.journal):
+        raise UsageError(f"journal {args.journal} does not exist")
+    pic = report_mod.collect(args.manifest, args.journal or journal_path_for(args.manifest))
+    if args.output:
+        _write_report(pic, args.output, out)
+    else:
+        for line in report_mod.heatmap_text(pic, unicode=_unicode_ok(out)):
+            _print(out, line)
+        for label, n in sorted(pic.statuses.items()):
+            _print(out, f"  {label:<28} {n}")
+    return ExitCode.OK
+
+
+def _plan_pictures(args: argparse.Namespace, manifest_path: str, out: TextIO) -> None:
+    if not (args.heatmap or args.report):
+        return
+    from s3seg import report as report_mod
+
+    pic = report_mod.collect(manifest_path)
+    dest = sys.stderr if args.json else out  # stdout holds the JSON document
+    if args.heatmap:
+        for line in report_mod.heatmap_text(pic, unicode=_unicode_ok(dest)):
+            _print(dest, line)
+    if args.report:
+        _write_report(pic, args.report, dest)
+
+
+def _write_report(pic: Any, path: str, out: TextIO) -> None:
+    from s3seg import report as report_mod
+
+    try:
+        report_mod.write_html(pic, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report {path}: {exc.strerror or exc}") from None
+    _print(out, f"report: {path}")
+
+
+def _unicode_ok(out: TextIO) -> bool:
+    return (getattr(out, "encoding", None) or "").lower().replace("-", "") in ("utf8", "utf_8")

@@ -11,14 +11,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from s3seg import inventory as _inventory
+from s3seg import verify as _verify
 from s3seg.config import Settings
-from s3seg.errors import ManifestError, UsageError
+from s3seg.errors import ManifestError, StorageError, StoreRefusedError, UsageError
 from s3seg.executor import APPLY, ROLLBACK, Backend, InlineBackend, ProcessBackend, RunReport, execute
 from s3seg.journal import (
     APPLY_DONE,
@@ -32,7 +34,7 @@ from s3seg.manifest import Manifest, ManifestInfo
 from s3seg.moves import Options, Task
 from s3seg.planner import PlanReport
 from s3seg.planner import plan as _plan
-from s3seg.storage import Capabilities, ClientSpec, Storage, make_client, make_storage
+from s3seg.storage import Capabilities, ClientSpec, Storage, configured_endpoint, make_client, make_storage
 from s3seg.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -79,16 +81,24 @@ class ExecResult:
     dry_run_lines: list[str] = field(default_factory=list)
 
 
-def resolve_endpoint(explicit: str | None, configured: str | None) -> str | None:
-    """Flag, then config/manifest, then ``AWS_ENDPOINT_URL`` (boto3 also reads it; resolved here to record it)."""
-    return explicit or configured or os.environ.get("AWS_ENDPOINT_URL") or None
+def resolve_endpoint(
+    explicit: str | None, configured: str | None, *, profile: str | None = None, region: str | None = None
+) -> str | None:
+    """The endpoint S3 requests go to, resolved once (``None``: AWS's own): the flag, then the config element,
+    then whatever botocore itself would use (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, the profile's
+    ``endpoint_url`` or ``services`` section); recorded in the manifest so apply can hold every client to it."""
+    return configured_endpoint(ClientSpec(endpoint_url=explicit or configured or None, profile=profile, region=region))
 
 
 def client_spec(settings: dict[str, Any], target: Target, *, threads: int = 10) -> ClientSpec:
+    region = target.region or settings.get("region")
+    profile = target.profile or settings.get("profile")
     return ClientSpec(
-        endpoint_url=resolve_endpoint(target.endpoint_url, settings.get("endpoint_url")),
-        region=target.region or settings.get("region"),
-        profile=target.profile or settings.get("profile"),
+        endpoint_url=resolve_endpoint(
+            target.endpoint_url, settings.get("endpoint_url"), profile=profile, region=region
+        ),
+        region=region,
+        profile=profile,
         max_pool_connections=max(threads + 2, 10),
         max_attempts=int(settings.get("max_attempts", 8)),
         retry_mode=str(settings.get("retry_mode", "standard")),
@@ -109,37 +119,61 @@ def plan(
 ) -> PlanReport:
     """List ``s3_dir`` once and write the manifest of moves to ``output``. Read-only on S3.
 
-    With ``inventory`` (``s3://BUCKET/PATH/manifest.json`` of a CSV S3 Inventory), plan from that report
-    instead of listing.
+    With ``inventory`` (``s3://BUCKET/PATH/manifest.json`` of a CSV, Parquet or ORC S3 Inventory), plan from that
+    report instead of listing.
     """
     if inventory:
         _inventory.parse_url(inventory)  # a malformed URL fails before any S3 client exists
     spec = client_spec(settings.to_dict(), target, threads=settings.list_workers)
     storage = Storage(make_client(spec))
     listing = None
-    if inventory:
-        inv = _inventory.load(storage, inventory)
-        source = settings.source
-        listing = _inventory.pages(storage, inv, bucket=source.bucket, prefix=source.prefix, page_size=settings.n_keys)
-    return _plan(
-        settings, storage, output, now=now, override=override, unlimited=unlimited, endpoint=spec.endpoint_url,
-        listing=listing, listed_from=inventory,
-    )  # fmt: skip
+    # A plan only reads: any S3 error here (no bucket, access denied, bad credentials, unreachable) happened
+    # before anything changed, and gets its own exit code rather than "some items failed".
+    try:
+        if inventory:
+            inv = _inventory.load(storage, inventory)
+            source = settings.source
+            listing = _inventory.pages(
+                storage, inv, bucket=source.bucket, prefix=source.prefix, page_size=settings.n_keys
+            )
+        return _plan(
+            settings, storage, output, now=now, override=override, unlimited=unlimited, endpoint=spec.endpoint_url,
+            listing=listing, listed_from=inventory,
+        )  # fmt: skip
+    except StorageError as err:
+        raise StoreRefusedError(err, f"plan of {settings.source.url} stopped") from None
 
 
 # -- apply / rollback -----------------------------------------------------------------------------------------
 def _check_target(info: ManifestInfo, manifest: str, target: Target) -> str | None:
-    """The endpoint to use: the manifest's, unless the operator explicitly points at another (refused)."""
-    planned = info.header.get("endpoint")
-    asked = target.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+    """The endpoint to use: the manifest's. Refused (exit 3, before any S3 client exists) when this run points
+    elsewhere: an ``--endpoint-url`` flag, or an endpoint botocore would pick up from the environment or the
+    AWS config file (``AWS_ENDPOINT_URL[_S3]``, the profile's ``endpoint_url`` / ``services``). Nothing
+    pointing anywhere means the recorded endpoint is used; clients are then built with it explicitly."""
+    planned = info.header.get("endpoint") or None
+    config: dict[str, Any] = info.header.get("config") or {}
+    profile = target.profile or config.get("profile")
+    if target.endpoint_url:
+        asked: str | None = target.endpoint_url
+        source = "--endpoint-url"
+    else:
+        try:
+            asked = configured_endpoint(ClientSpec(profile=profile, region=target.region or config.get("region")))
+        except StorageError as err:
+            raise StoreRefusedError(err, "could not resolve the S3 endpoint") from None
+        source = "the environment / AWS config file (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or endpoint_url in " + (
+            f"profile {profile!r})" if profile else "the default profile)"
+        )
     if asked is not None and asked.rstrip("/") != (planned or "").rstrip("/"):
+        fix = f"--endpoint-url {planned}" if planned else "unset it (or set AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true)"
         raise ManifestError(
             manifest,
             1,
-            f"this manifest was planned against endpoint {planned or 'AWS (default)'!r}, not {asked!r}; "
-            "plan again against the store you mean",
+            f"this manifest was planned against endpoint {planned or 'AWS (default)'!r}, but {source} points this "
+            f"run at {asked!r}; nothing was sent. To apply it where it was planned, {fix}; to move objects on "
+            f"{asked!r}, plan again against it",
         )
-    return planned or None
+    return planned
 
 
 def _pending_apply(manifest: Manifest, state: JournalState) -> Iterator[Task]:
@@ -177,16 +211,23 @@ def _count_todo(state: JournalState, direction: str) -> int:
     return sum(1 for i in range(1, state.entries + 1) if state.rollback_wanted(i))
 
 
+# Refusals of the capability probe that every move would meet too (unlike an AccessDenied on the probe's
+# scratch prefix, which a prefix-scoped policy may give while allowing the moves themselves).
+PREFLIGHT_REFUSALS = frozenset(
+    {"NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "AllAccessDisabled"}
+)
+
+
 def _capabilities(storage: Storage, bucket: str, mode: str) -> Capabilities:
     if mode == "server":
         return Capabilities.trusted()
     if mode == "client":
         return Capabilities.none()
-    from s3seg.errors import StorageError
-
     try:
         return storage.probe(bucket)
     except StorageError as err:
+        if err.code in PREFLIGHT_REFUSALS:  # the store refuses this identity or bucket outright: stop here
+            raise StoreRefusedError(err, "the store refused the first request, before any move") from None
         log.warning("could not probe conditional-header support (%s); checking every condition client-side", err)
         return Capabilities.none()
 
@@ -385,7 +426,13 @@ def status(manifest_path: str, journal: str | None = None) -> StatusReport:
 
 # -- run --------------------------------------------------------------------------------------------------------
 def default_manifest_path(settings: Settings, now: datetime) -> str:
-    return os.path.join(settings.state_dir, f"s3seg-{now.strftime('%Y%m%dT%H%M%S')}.jsonl")
+    """``state_dir/s3seg-<now to the microsecond>-<pid>-<random>.jsonl``: sorts by time, never shared.
+
+    Two runs started in the same second (two configs sharing a ``state_dir``, a cron overlap) must not write,
+    verify or journal one manifest: the pid and a random suffix keep the names apart even for an equal ``now``.
+    """
+    stamp = now.strftime("%Y%m%dT%H%M%S.%f")
+    return os.path.join(settings.state_dir, f"s3seg-{stamp}-{os.getpid()}-{secrets.token_hex(3)}.jsonl")
 
 
 def run(
@@ -419,3 +466,37 @@ def run(
         )
         result = apply(path, opts, target, on_start=on_start, on_progress=on_progress, lease=lease)
     return report, result
+
+
+# -- verify / report -----------------------------------------------------------------------------------------
+def verify(
+    manifest_path: str,
+    *,
+    journal: str | None = None,
+    target: Target = Target(),
+    samples: int = _verify.DEFAULT_SAMPLES,
+    max_items: int = _verify.DEFAULT_MAX_ITEMS,
+) -> _verify.VerifyReport:
+    """Audit the store against a manifest: is every planned object at exactly one of its two keys? Read-only.
+
+    The verdict comes from listing the manifest's locations, not from the journal; the journal (when present)
+    only adds the ETags its copies recorded (multipart and SSE-KMS copies change an object's ETag). The
+    endpoint rule is apply's: the manifest's recorded endpoint, an explicit different one is refused.
+    """
+    manifest = Manifest(manifest_path)
+    info = manifest.info  # verified once, and cached for the audit
+    endpoint = _check_target(info, manifest_path, target)
+    config: dict[str, Any] = info.header.get("config") or {}
+    journal_path = journal or journal_path_for(manifest_path)
+    etags = None
+    if os.path.exists(journal_path):
+        etags = _verify.accepted_etags(journal_path, manifest_sha256=info.sha256, entries=info.entries)
+    elif journal is not None:
+        raise UsageError(f"journal {journal} does not exist")
+    workers = int(config.get("list_workers", 1))
+    spec = client_spec({**config, "endpoint_url": endpoint}, target, threads=workers)
+    storage = Storage(make_client(spec))  # listing only: botocore, as plan lists
+    return _verify.audit(
+        storage, manifest, etags=etags, journal=journal_path if etags is not None else None,
+        list_workers=workers, samples=samples, max_items=max_items,
+    )  # fmt: skip

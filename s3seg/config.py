@@ -349,6 +349,32 @@ def _check_together(path: str, root: etree._Element, values: dict[str, Any]) -> 
             lines["s3_segregated_dir"],
             "<s3_segregated_dir> is the same folder as <s3_dir>; add date directives such as %Y/%m/%d/",
         )
+    _check_nesting(path, lines, source, error, segregated)
+
+
+def _check_nesting(
+    path: str, lines: dict[str, int | None], source: S3Location, error: S3Location, segregated: S3Location
+) -> None:
+    """``s3_dir`` inside the error folder, or inside a folder the segregated template expands to: every key
+    listed would count as already in place, so nothing could ever move. (The error folder or the date folders
+    inside ``s3_dir`` are fine: they are skipped when listing recursively and not listed otherwise.)"""
+    from s3seg.naming import template_regex  # naming builds on this module; imported here, when both exist
+
+    if source.bucket == error.bucket and error.prefix and source.prefix.startswith(error.prefix):
+        raise ConfigError(
+            path,
+            lines["s3_dir"],
+            f"<s3_dir> {source.url} lies inside <s3_error_dir> {error.url}: every file in it would count as "
+            "already sent to the error folder and nothing would ever move; choose folders that do not nest so",
+        )
+    if source.bucket == segregated.bucket and template_regex(segregated.prefix).match(source.prefix):
+        raise ConfigError(
+            path,
+            lines["s3_dir"],
+            f"<s3_dir> {source.url} lies inside a folder <s3_segregated_dir> {segregated.url} produces: every "
+            "file in it would count as already segregated and nothing would ever move; choose folders that do "
+            "not nest so",
+        )
 
 
 # --- reading and parsing -----------------------------------------------------------------------------------

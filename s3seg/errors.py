@@ -12,6 +12,8 @@ The tree::
     │       ├── LockedError         another process holds the journal lock      -> 3
     │       └── JournalWriteError   a journal write or fsync failed mid-run (disk full, I/O error) -> 3
     ├── PlanError                   the plan itself is unsafe (collisions, ...)  -> 2
+    ├── StoreRefusedError(cause)    S3 refused or failed a request before anything
+    │                               was changed (listing, inventory, probe)     -> 4
     └── StorageError(op, bucket, key, code, retryable)
                                     one S3 call failed; raised only by ``storage``
 
@@ -37,6 +39,7 @@ class ExitCode(enum.IntEnum):
     ITEMS_FAILED = 1  # some items failed or conflicted; nothing lost, re-runnable
     USAGE = 2  # usage or config error; no S3 mutation happened
     REFUSED = 3  # manifest or journal refused (incomplete, mismatched, corrupt, locked)
+    STORE_REFUSED = 4  # S3 refused or failed a request before anything changed (no bucket, access, credentials)
     INTERRUPTED = 130  # Ctrl-C / SIGTERM; re-run to resume
 
 
@@ -108,6 +111,18 @@ class JournalWriteError(JournalError):
     """
 
 
+class StoreRefusedError(S3SegError):
+    """S3 refused (or failed, after retries) a request made before any mutation: the listing or inventory a
+    plan reads, or the capability probe before apply / rollback. Nothing was changed; ``cause`` says why."""
+
+    exit_code = ExitCode.STORE_REFUSED
+
+    def __init__(self, cause: StorageError, what: str) -> None:
+        self.cause = cause
+        hint = _REFUSAL_HINTS.get(cause.code, "check the endpoint, the bucket and the credentials")
+        super().__init__(f"{what}: {cause}; nothing was changed; {hint}, then re-run")
+
+
 class StorageError(S3SegError):
     """One S3 request failed for good (after botocore's retries).
 
@@ -171,3 +186,17 @@ def show_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
     """A path for a message: bytes that are not UTF-8 (surrogate-escaped by Python) shown as ``\\xNN``."""
     raw = os.fsencode(path)
     return raw.decode("utf-8", "backslashreplace")
+
+
+# What to tell the operator for the refusals seen before anything changes.
+_REFUSAL_HINTS = {
+    "NoSuchBucket": "check the bucket name in the config (and the endpoint / region)",
+    "AccessDenied": "grant this identity the s3:ListBucket / s3:GetObject / s3:PutObject / s3:DeleteObject "
+    "permissions it needs",
+    "AllAccessDisabled": "the bucket has all access disabled",
+    "InvalidAccessKeyId": "the access key is unknown to this endpoint: check the credentials and the endpoint",
+    "SignatureDoesNotMatch": "the secret key is wrong for this access key: check the credentials",
+    "ExpiredToken": "the session token expired: refresh the credentials",
+    "InvalidToken": "the session token is invalid: refresh the credentials",
+    "EndpointConnectionError": "the endpoint cannot be reached: check --endpoint-url / endpoint_url",
+}

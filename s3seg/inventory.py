@@ -1,10 +1,11 @@
-"""Plan from an S3 Inventory report instead of listing: ``manifest.json`` + gzip CSV data files -> listing pages.
+"""Plan from an S3 Inventory report instead of listing: ``manifest.json`` + data files -> listing pages.
 
-Owns: reading an inventory manifest (``s3://BUCKET/PATH/manifest.json``, format CSV), checking it (its
-``manifest.checksum`` when present, the source bucket, the fields s3seg needs), downloading each data file and
-verifying its MD5 against the manifest before one row of it is used, and turning rows into the same
-``Listed`` records a ListObjectsV2 listing gives (keys URL-decoded, ETags quoted, sizes as int, LastModified
-in ISO 8601), filtered to the source prefix.
+Owns: reading an inventory manifest (``s3://BUCKET/PATH/manifest.json``, format CSV, Parquet or ORC), checking it
+(its ``manifest.checksum`` when present, the source bucket, the fields s3seg needs), downloading each data file
+to a temporary file and verifying its MD5 against the manifest before one row of it is used, and turning rows
+into the same ``Listed`` records a ListObjectsV2 listing gives (CSV keys URL-decoded, ETags quoted, sizes as
+int, LastModified in ISO 8601), filtered to the source prefix. Parquet and ORC files are read by
+``s3seg.columnar`` (pyarrow, imported only for those formats).
 
 An inventory is a snapshot (eventually consistent, up to a day or a week old): an object listed in it but gone
 from the bucket fails at apply as "missing", and one overwritten since fails as "source changed" (every copy
@@ -15,19 +16,22 @@ Must not: write to S3, or import boto3 (all reads go through ``Storage``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
 import io
 import json
 import logging
+import re
 import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import IO, Any
 
+from s3seg import columnar
 from s3seg.errors import PlanError, StorageError, UsageError
 from s3seg.storage import NOT_FOUND_CODES, Listed, Storage, quoted
 
@@ -36,6 +40,14 @@ log = logging.getLogger(__name__)
 REQUIRED_FIELDS = ("Key", "Size", "ETag")
 # The name AWS uses in fileSchema is LastModifiedDate; LastModified is accepted too.
 _LAST_MODIFIED = ("LastModifiedDate", "LastModified")
+# Parquet and ORC inventories name their columns in snake case (fileSchema ``message s3.inventory { required
+# binary bucket (UTF8); required binary key (UTF8); ... optional binary e_tag (UTF8); ... }`` for Parquet,
+# ``struct<bucket:string,key:string,...,e_tag:string,...>`` for ORC; S3 User Guide, "Locating your inventory
+# list"), and their keys are NOT URL-encoded: only "when using the CSV file format, the key name is URL-encoded".
+COLUMNAR_REQUIRED = ("key", "size", "e_tag")
+_COLUMNAR_WANTED = (
+    "bucket", "key", "size", "e_tag", "storage_class", "last_modified_date", "is_latest", "is_delete_marker",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,9 +64,10 @@ class Inventory:
     url: str
     bucket: str  # where the data files are: the inventory's destination bucket
     source_bucket: str  # the bucket the inventory lists
-    columns: tuple[str, ...]
+    columns: tuple[str, ...]  # the field names of fileSchema, as written there
     files: tuple[DataFile, ...]
     created: str = ""  # creationTimestamp, milliseconds since the epoch, as given
+    format: str = "CSV"  # "CSV", "Parquet" or "ORC"
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -92,21 +105,17 @@ def load(storage: Storage, url: str) -> Inventory:
         raise PlanError(f"{url} is not a JSON inventory manifest: {exc}") from None
     if not isinstance(data, dict):
         raise PlanError(f"{url} is not an inventory manifest (a JSON object with fileFormat, fileSchema, files)")
-    fmt = str(data.get("fileFormat", ""))
-    if fmt.upper() != "CSV":
-        raise PlanError(
-            f"{url}: inventory format {fmt or '(none)'!r} is not supported; configure the inventory with the CSV "
-            "output format"
-        )
-    columns = tuple(c.strip() for c in str(data.get("fileSchema", "")).split(","))
-    missing = [f for f in REQUIRED_FIELDS if f not in columns]
+    fmt = _format(url, data)
+    columns = _schema_fields(url, fmt, str(data.get("fileSchema", "")))
+    required = REQUIRED_FIELDS if fmt == "CSV" else COLUMNAR_REQUIRED
+    missing = [f for f in required if f not in columns]
     if missing:
         raise PlanError(
             f"{url}: the inventory has no {', '.join(missing)} field (fileSchema {data.get('fileSchema')!r}); "
-            "s3seg needs Key, Size and ETag (ETag is what every copy is conditioned on): add them to the "
-            "inventory configuration"
+            f"s3seg needs {', '.join(required)} (the ETag is what every copy is conditioned on): add Size and "
+            "ETag to the inventory configuration"
         )
-    if "StorageClass" not in columns:
+    if ("StorageClass" if fmt == "CSV" else "storage_class") not in columns:
         log.warning(
             "%s: the inventory has no StorageClass field: objects are taken to be STANDARD, so a moved object "
             "of another class would be stored as STANDARD; add StorageClass to the inventory configuration",
@@ -137,7 +146,42 @@ def load(storage: Storage, url: str) -> Inventory:
         columns=columns,
         files=tuple(files),
         created=str(data.get("creationTimestamp", "")),
+        format=fmt,
     )
+
+
+def _format(url: str, data: dict[str, Any]) -> str:
+    """fileFormat -> "CSV", "Parquet" or "ORC"; for Parquet and ORC, pyarrow must be importable (checked now,
+    before anything is downloaded)."""
+    raw = str(data.get("fileFormat", ""))
+    if raw.upper() == "CSV":
+        return "CSV"
+    fmt = columnar.FORMATS.get(raw.upper())
+    if fmt is None:
+        raise PlanError(
+            f"{url}: inventory format {raw or '(none)'!r} is not supported (s3seg reads CSV, Parquet and ORC)"
+        )
+    columnar.require(fmt)
+    return fmt
+
+
+def _schema_fields(url: str, fmt: str, schema: str) -> tuple[str, ...]:
+    """The field names of a fileSchema: CSV "Bucket, Key, ...", Parquet "message s3.inventory { required binary
+    bucket (UTF8); ... }", ORC "struct<bucket:string,key:string,...>"."""
+    if fmt == "CSV":
+        return tuple(c.strip() for c in schema.split(","))
+    if fmt == "Parquet":
+        body = re.fullmatch(r"\s*message\s+[\w.]+\s*\{(.*)\}\s*", schema, re.S)
+        fields = [m.group(1) for m in _PARQUET_FIELD.finditer(body.group(1))] if body else []
+    else:
+        body = re.fullmatch(r"\s*struct<(.*)>\s*", schema, re.S)
+        fields = [f.partition(":")[0].strip() for f in body.group(1).split(",")] if body else []
+    if not fields:
+        raise PlanError(f"{url}: the {fmt} fileSchema {schema!r} cannot be read (no field names in it)")
+    return tuple(fields)
+
+
+_PARQUET_FIELD = re.compile(r"(?:required|optional|repeated)\s+\w+\s+(\w+)")
 
 
 def _check_manifest_checksum(storage: Storage, bucket: str, key: str, raw: bytes) -> None:
@@ -164,15 +208,30 @@ def pages(
     """The inventory's current objects under ``prefix`` in ``bucket``, as listing pages of ``page_size``.
 
     Rows come in the inventory's order (data file by data file), not necessarily key order. Noncurrent
-    versions and delete markers (inventories of all versions) are left out.
+    versions and delete markers (inventories of all versions) are left out. Lazy throughout: one data file is
+    on local disk at a time, and only the rows of the current page (and one batch of a Parquet/ORC file) are
+    in memory.
     """
     if inventory.source_bucket != bucket:
         raise PlanError(
             f"{inventory.url} is an inventory of bucket {inventory.source_bucket!r}, not of {bucket!r} (s3_dir)"
         )
+    objects = _csv_objects if inventory.format == "CSV" else _columnar_objects
+    page: list[Listed] = []
+    for obj in objects(storage, inventory, bucket):
+        if not obj.key.startswith(prefix):
+            continue
+        page.append(obj)
+        if len(page) == page_size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _csv_objects(storage: Storage, inventory: Inventory, bucket: str) -> Iterator[Listed]:
     col = {name: i for i, name in enumerate(inventory.columns)}
     last_modified = next((col[n] for n in _LAST_MODIFIED if n in col), None)
-    page: list[Listed] = []
     for data_file in inventory.files:
         where = f"s3://{inventory.bucket}/{data_file.key}"
         for line, row in enumerate(_rows(storage, inventory.bucket, data_file), start=1):
@@ -187,9 +246,8 @@ def pages(
             if "IsDeleteMarker" in col and row[col["IsDeleteMarker"]].strip().lower() == "true":
                 continue
             try:
-                key = decode_key(row[col["Key"]])
-                obj = Listed(
-                    key=key,
+                yield Listed(
+                    key=decode_key(row[col["Key"]]),
                     size=int(row[col["Size"]]),
                     etag=quoted(row[col["ETag"]]),
                     storage_class=(row[col["StorageClass"]] if "StorageClass" in col else "") or "STANDARD",
@@ -197,14 +255,45 @@ def pages(
                 )
             except (ValueError, UnicodeDecodeError) as exc:
                 raise PlanError(f"{where}: row {line} cannot be read: {exc}") from None
-            if not key.startswith(prefix):
-                continue
-            page.append(obj)
-            if len(page) == page_size:
-                yield page
-                page = []
-    if page:
-        yield page
+
+
+def _columnar_objects(storage: Storage, inventory: Inventory, bucket: str) -> Iterator[Listed]:
+    """Parquet/ORC rows -> Listed. Keys are used as written (not URL-encoded in these formats)."""
+    # A column the file does not have reads as: the configured bucket, current, not a delete marker, no value.
+    absent: dict[str, Any] = {"bucket": bucket, "is_latest": True, "is_delete_marker": False}
+    for data_file in inventory.files:
+        where = f"s3://{inventory.bucket}/{data_file.key}"
+        line = 0
+        with _spooled(storage, inventory.bucket, data_file) as spool:
+            batches = columnar.read(
+                spool, inventory.format, wanted=_COLUMNAR_WANTED, required=COLUMNAR_REQUIRED, where=where
+            )
+            for batch in batches:
+                n = len(batch["key"])
+                columns = [batch[c] if c in batch else [absent.get(c)] * n for c in _COLUMNAR_WANTED]
+                for row in zip(*columns, strict=True):
+                    line += 1
+                    obj = _columnar_row(row, bucket, f"{where}: row {line}")
+                    if obj is not None:
+                        yield obj
+
+
+def _columnar_row(row: tuple[Any, ...], bucket: str, where: str) -> Listed | None:
+    """One row, in ``_COLUMNAR_WANTED`` order, as Listed; None for a noncurrent version or a delete marker."""
+    row_bucket, key, size, etag, storage_class, last_modified, is_latest, is_delete_marker = row
+    if row_bucket != bucket:
+        raise PlanError(f"{where} is for bucket {row_bucket!r}, not {bucket!r}")
+    if is_latest is not True or is_delete_marker is True:
+        return None
+    if not isinstance(key, str) or not key or not isinstance(size, int) or not isinstance(etag, str) or not etag:
+        raise PlanError(f"{where} cannot be read: key {key!r}, size {size!r}, e_tag {etag!r}")
+    return Listed(
+        key=key,
+        size=size,
+        etag=quoted(etag),
+        storage_class=storage_class or "STANDARD",
+        last_modified=_iso_datetime(last_modified) if isinstance(last_modified, datetime) else "",
+    )
 
 
 def _iso(value: str) -> str:
@@ -214,8 +303,15 @@ def _iso(value: str) -> str:
     return datetime.fromisoformat(value).isoformat()
 
 
-def _rows(storage: Storage, bucket: str, data_file: DataFile) -> Iterator[list[str]]:
-    """The CSV rows of one data file, downloaded to a temporary file and MD5-verified before any is read."""
+def _iso_datetime(value: datetime) -> str:
+    """A Parquet/ORC timestamp in the form a listing gives; a timestamp without a zone is UTC (S3 times are)."""
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+
+
+@contextlib.contextmanager
+def _spooled(storage: Storage, bucket: str, data_file: DataFile) -> Iterator[IO[bytes]]:
+    """One data file, downloaded chunk by chunk to a temporary file (deleted on exit) and MD5-verified against
+    the manifest before it is handed out: no row of a changed or truncated file is ever used."""
     with tempfile.TemporaryFile(prefix="s3seg-inventory-") as spool:
         digest = hashlib.md5(usedforsecurity=False)
         size = 0
@@ -232,10 +328,16 @@ def _rows(storage: Storage, bucket: str, data_file: DataFile) -> Iterator[list[s
         if data_file.size is not None and size != data_file.size:
             raise PlanError(f"{where}: {size} bytes, the manifest says {data_file.size}")
         spool.seek(0)
+        yield spool
+
+
+def _rows(storage: Storage, bucket: str, data_file: DataFile) -> Iterator[list[str]]:
+    """The CSV rows of one data file, downloaded to a temporary file and MD5-verified before any is read."""
+    with _spooled(storage, bucket, data_file) as spool:
         try:
             with gzip.open(spool, "rb") as unzipped:
                 text = io.TextIOWrapper(unzipped, encoding="utf-8", newline="")
                 # AWS writes every field quoted and no header row.
                 yield from csv.reader(text)
         except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
-            raise PlanError(f"{where}: not a gzip CSV inventory file: {exc}") from None
+            raise PlanError(f"s3://{bucket}/{data_file.key}: not a gzip CSV inventory file: {exc}") from None

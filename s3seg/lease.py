@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
 
-from s3seg.errors import LockedError, StorageError
+from s3seg.errors import LockedError, StorageError, StoreRefusedError
 from s3seg.storage import PRECONDITION_CODES, Stamped, Storage
 
 log = logging.getLogger(__name__)
@@ -172,9 +172,13 @@ class Lease:
     def acquire(self) -> None:
         deadline = time.monotonic() + self.wait
         started = time.monotonic()
+        bucket = ""
         try:
             for bucket in sorted(set(self.buckets)):  # one global order: two waiting runs cannot deadlock
                 self._held.append(self._acquire_one(bucket, deadline))
+        except StorageError as err:  # the first request of the run: nothing has been changed yet
+            self.release()
+            raise StoreRefusedError(err, f"taking the lease s3://{bucket}/{LEASE_KEY} before any move") from None
         except BaseException:
             self.release()
             raise

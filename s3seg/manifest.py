@@ -21,6 +21,9 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
+import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -99,22 +102,31 @@ def _encode(text: str) -> bytes:
 
 
 class ManifestWriter:
-    """Streams moves into ``path`` (via ``path.tmp``); ``close()`` writes the trailer, fsyncs and renames.
+    """Streams moves into a private temporary file beside ``path``; ``close()`` writes the trailer, fsyncs and
+    renames it onto ``path``.
 
-    Every ``OSError`` (missing directory, full disk, read-only file system) is raised as ``ManifestWriteError``
-    naming ``path``; the caller then calls ``abort()``, which never raises and removes the partial file.
+    The temporary file is created with ``O_EXCL`` under a unique name (``tempfile.mkstemp`` in the target's
+    directory, so the rename stays on one file system): two plans writing manifests into one directory at the
+    same moment never share it. Every ``OSError`` (missing directory, full disk, read-only file system) is
+    raised as ``ManifestWriteError`` naming ``path``; ``abort()`` never raises and removes the partial file.
     """
 
     def __init__(self, path: str, header: dict[str, Any]) -> None:
         self.path = path
-        self._tmp = path + ".tmp"
         self._renamed = False
         if os.path.exists(path) and not os.path.isfile(path):
             # os.replace would swap a device (run as root: /dev/null!) or fail late on a directory.
             what = "a directory" if os.path.isdir(path) else "not a regular file"
             raise ManifestWriteError(path, None, f"cannot write the manifest: it is {what}; choose another -o")
+        directory, name = os.path.split(os.path.abspath(path))
         with self._guard():
-            self._file: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
+            fd, self._tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        try:
+            self._file: IO[bytes] = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            _unlink(self._tmp)
+            raise
         self._digest = hashlib.sha256()
         self.count = 0
         try:
@@ -174,11 +186,12 @@ class ManifestWriter:
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 self._file.close()
+                digest = file_sha256(self._tmp)  # before the rename: the digest of exactly what we wrote
                 os.replace(self._tmp, self.path)
                 self._renamed = True
                 fsync_dir(self.path)
-                return file_sha256(self.path)
-        except ManifestWriteError:
+                return digest
+        except BaseException:
             self.abort()
             raise
 
@@ -187,8 +200,12 @@ class ManifestWriter:
         with contextlib.suppress(OSError):
             self._file.close()  # a full disk fails the final flush again: the bytes are dropped anyway
         for path in (self._tmp, self.path) if self._renamed else (self._tmp,):
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            _unlink(path)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def fsync_dir(path: str) -> None:
@@ -218,7 +235,14 @@ class ManifestInfo:
 
 
 class Manifest:
-    """A manifest on disk. ``verify()`` reads it once completely; ``moves()`` then streams the entries.
+    """A manifest on disk, opened once: ``verify()`` reads it completely; ``moves()`` then streams the entries.
+
+    The file is opened on the first ``verify()`` and every later read (another ``verify()``, each ``moves()``)
+    goes through that same descriptor, with positioned reads (``os.pread``: several ``moves()`` streams may be
+    open at once). So what is verified is exactly what is executed: renaming or replacing the path afterwards
+    (another plan, an editor's save-as-new-file) cannot change the moves applied. A change written into the
+    same file in place is caught by comparing its size and modification time with what ``verify()`` saw, at
+    the start and the end of every ``moves()`` stream, and by re-hashing the entries as they stream.
 
     Nothing is ever held in memory per entry, so a manifest of any size costs flat memory.
     """
@@ -226,6 +250,22 @@ class Manifest:
     def __init__(self, path: str) -> None:
         self.path = path
         self._info: ManifestInfo | None = None
+        self._fd: int | None = None
+        self._stat: tuple[int, int, int, int] | None = None  # (dev, ino, size, mtime_ns) when verified
+        self._closer: weakref.finalize[Any, Any] | None = None
+        self._entries_sha256 = ""
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the descriptor (also done when the object is collected)."""
+        if self._closer is not None:
+            self._closer()
+        self._fd = None
 
     @property
     def info(self) -> ManifestInfo:
@@ -236,50 +276,84 @@ class Manifest:
     def _error(self, line: int | None, message: str) -> ManifestError:
         return ManifestError(self.path, line, message)
 
+    def _open(self) -> int:
+        if self._fd is not None:
+            return self._fd
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise self._error(None, f"cannot read manifest: {exc.strerror}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise self._error(None, "not a regular file")
+        self._fd = fd
+        self._closer = weakref.finalize(self, os.close, fd)
+        return fd
+
+    def _identity(self, fd: int) -> tuple[int, int, int, int]:
+        st = os.fstat(fd)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _lines(self, fd: int) -> Iterator[bytes]:
+        """The file's lines, read through ``fd`` from offset 0 with positioned reads (no shared offset)."""
+        offset = 0
+        pending = b""
+        while True:
+            chunk = os.pread(fd, 1 << 20, offset)
+            if not chunk:
+                break
+            offset += len(chunk)
+            pending += chunk
+            start = 0
+            while (end := pending.find(b"\n", start)) != -1:
+                yield pending[start : end + 1]
+                start = end + 1
+            pending = pending[start:]
+        if pending:
+            yield pending
+
     def verify(self) -> ManifestInfo:
         """Check the whole file: header, ids 1..N in order, every entry well-formed, trailer count and digest.
 
         Raises ``ManifestError`` naming the line; a manifest that passes has not been truncated or edited.
         """
-        try:
-            f = open(self.path, "rb")  # noqa: SIM115
-        except OSError as exc:
-            raise self._error(None, f"cannot read manifest: {exc.strerror}") from None
+        fd = self._open()
+        before = self._identity(fd)
         whole = hashlib.sha256()
         entries = hashlib.sha256()
         header: dict[str, Any] | None = None
         header_sha256 = ""
         trailer: dict[str, Any] | None = None
         count = 0
-        with f:
-            for lineno, raw in enumerate(f, start=1):
-                whole.update(raw)
-                if trailer is not None:
-                    raise self._error(lineno, "data after the trailer: the manifest was edited or concatenated")
-                if not raw.endswith(b"\n"):
-                    raise self._error(lineno, "last line is incomplete: the manifest is truncated")
-                data = self._parse(raw, lineno)
-                if lineno == 1:
-                    if data.get("type") != "header":
-                        raise self._error(1, "first line is not a manifest header: not an s3seg manifest")
-                    if data.get("format") != FORMAT:
-                        raise self._error(1, f"manifest format {data.get('format')!r} is not supported")
-                    header = data
-                    header_sha256 = hashlib.sha256(raw).hexdigest()
-                    continue
-                if data.get("type") == "trailer":
-                    trailer = data
-                    continue
-                try:
-                    move = Move.from_dict(data)
-                except ValueError as exc:
-                    raise self._error(lineno, f"malformed entry: {exc}") from None
-                if move.id != count + 1:
-                    raise self._error(
-                        lineno, f"entry id {move.id} out of sequence (expected {count + 1}): lines were edited"
-                    )
-                entries.update(raw)
-                count += 1
+        for lineno, raw in enumerate(self._lines(fd), start=1):
+            whole.update(raw)
+            if trailer is not None:
+                raise self._error(lineno, "data after the trailer: the manifest was edited or concatenated")
+            if not raw.endswith(b"\n"):
+                raise self._error(lineno, "last line is incomplete: the manifest is truncated")
+            data = self._parse(raw, lineno)
+            if lineno == 1:
+                if data.get("type") != "header":
+                    raise self._error(1, "first line is not a manifest header: not an s3seg manifest")
+                if data.get("format") != FORMAT:
+                    raise self._error(1, f"manifest format {data.get('format')!r} is not supported")
+                header = data
+                header_sha256 = hashlib.sha256(raw).hexdigest()
+                continue
+            if data.get("type") == "trailer":
+                trailer = data
+                continue
+            try:
+                move = Move.from_dict(data)
+            except ValueError as exc:
+                raise self._error(lineno, f"malformed entry: {exc}") from None
+            if move.id != count + 1:
+                raise self._error(
+                    lineno, f"entry id {move.id} out of sequence (expected {count + 1}): lines were edited"
+                )
+            entries.update(raw)
+            count += 1
         if header is None:
             raise self._error(None, "empty file: not an s3seg manifest")
         if trailer is None:
@@ -292,7 +366,12 @@ class Manifest:
             )
         if trailer.get("header_sha256") != header_sha256:
             raise self._error(1, "the header does not match the trailer's digest: the manifest was edited; plan again")
-        return ManifestInfo(header=header, entries=count, sha256=whole.hexdigest())
+        if self._identity(fd) != before:
+            raise self._error(None, "the manifest changed while it was being verified; try again")
+        self._stat = before
+        self._entries_sha256 = entries.hexdigest()
+        self._info = ManifestInfo(header=header, entries=count, sha256=whole.hexdigest())
+        return self._info
 
     def _parse(self, raw: bytes, lineno: int) -> dict[str, Any]:
         try:
@@ -303,12 +382,30 @@ class Manifest:
             raise self._error(lineno, "not a JSON object: the manifest is corrupt or was edited")
         return data
 
+    def _check_unchanged(self, fd: int) -> None:
+        if self._identity(fd) != self._stat:
+            raise self._error(
+                None, "the manifest file was modified in place after it was verified; nothing more is read from it"
+            )
+
     def moves(self) -> Iterator[Move]:
-        """Stream the entries in id order. Call ``verify()`` (or ``info``) first."""
-        with open(self.path, "rb") as f:
-            next(f, None)  # header
-            for raw in f:
-                data = json.loads(raw)
-                if data.get("type") == "trailer":
-                    return
-                yield Move.from_dict(data)
+        """Stream the entries in id order, from the very file ``verify()`` checked (verified first if needed)."""
+        self.info  # noqa: B018 - verifies (and opens) the file once
+        fd = self._open()
+        self._check_unchanged(fd)
+        digest = hashlib.sha256()
+        lines = self._lines(fd)
+        next(lines, None)  # header
+        for lineno, raw in enumerate(lines, start=2):
+            data = self._parse(raw, lineno)
+            if data.get("type") == "trailer":
+                break
+            digest.update(raw)
+            try:
+                move = Move.from_dict(data)
+            except ValueError as exc:
+                raise self._error(lineno, f"malformed entry: {exc}") from None
+            yield move
+        self._check_unchanged(fd)
+        if digest.hexdigest() != self._entries_sha256:
+            raise self._error(None, "the manifest's entries changed after it was verified")

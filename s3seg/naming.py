@@ -152,9 +152,11 @@ def _expand(template: str, date: datetime) -> str:
     return date.strftime(template)
 
 
-# Regex for each strftime directive, to recognise keys that an earlier run already put in place.
+# Regex for each strftime directive, to recognise keys that an earlier run already put in place. %Y and %G take
+# 1 to 4 digits: strftime does not pad years below 1000 (year 999 is written "999"; some C libraries write
+# "0999"), and a folder of such a year must still be recognised, or every plan would nest it one level deeper.
 _DIRECTIVE_REGEX = {
-    "Y": r"\d{4}", "G": r"\d{4}", "y": r"\d{2}", "m": r"\d{2}", "d": r"\d{2}", "H": r"\d{2}",
+    "Y": r"\d{1,4}", "G": r"\d{1,4}", "y": r"\d{2}", "m": r"\d{2}", "d": r"\d{2}", "H": r"\d{2}",
     "I": r"\d{2}", "M": r"\d{2}", "S": r"\d{2}", "j": r"\d{3}", "U": r"\d{2}", "W": r"\d{2}",
     "V": r"\d{2}", "w": r"\d", "u": r"\d", "f": r"\d{6}", "a": r"[^/]+?", "A": r"[^/]+?",
     "b": r"[^/]+?", "B": r"[^/]+?", "p": r"[^/]+?", "z": r"(?:[+-]\d{4}(?:\d{2}(?:\.\d{6})?)?)?", "Z": r"[^/]*?",

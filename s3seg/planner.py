@@ -13,15 +13,18 @@ Must not: write to S3.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import os
+import signal
 import sqlite3
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +41,47 @@ from s3seg.storage import Listed, Storage
 log = logging.getLogger(__name__)
 
 MAX_FOLDERS_TRACKED = 100_000  # histogram size cap; beyond it folders are counted as "(other folders)"
+MATCH_TIME_LIMIT = 2.0  # seconds one match_pattern search may take on one file name (normal: microseconds)
+_WATCH_INTERVAL = 0.25  # how often the watchdog looks
+
+
+class _MatchTimeout(Exception):
+    """Raised by the watchdog's signal handler inside a runaway regex search (``re`` checks for signals)."""
+
+
+class _RegexWatchdog:
+    """Bounds each match_pattern search: a pattern that backtracks catastrophically (``^(a+)+$``) must not hang
+    a cron job on one file name.
+
+    The stdlib ``re`` cannot be given a timeout, but its matcher checks for pending signals as it runs, so a
+    SIGALRM handler that raises interrupts it. One interval timer runs for the whole plan; per key the planner
+    only records which key it is naming and since when (two assignments), and the handler raises only when
+    that one key has taken longer than ``limit``. Signals reach the main thread only, and ``setitimer`` is
+    POSIX only: elsewhere (a plan started from another thread, Windows) searches are not bounded.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.key: str | None = None
+        self.started = 0.0
+
+    def _on_alarm(self, signum: int, frame: object) -> None:
+        if self.key is not None and time.monotonic() - self.started > self.limit:
+            raise _MatchTimeout(self.key)
+
+    @contextlib.contextmanager
+    def armed(self, enabled: bool) -> Iterator[_RegexWatchdog]:
+        usable = enabled and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+        if not usable:
+            yield self
+            return
+        previous = signal.signal(signal.SIGALRM, self._on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, _WATCH_INTERVAL, _WATCH_INTERVAL)
+        try:
+            yield self
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass(slots=True)
@@ -97,81 +141,28 @@ def plan(
         # Replacing that manifest would orphan its journal: rollback needs both, and apply would refuse the pair.
         raise UsageError(
             f"{output} has a journal ({journal}): apply or rollback of that manifest still need it; "
-            "write the new plan to another file (-o)"
+            "write the new plan to another manifest path"
         )
     try:
         writer = ManifestWriter(output, header)
     except OSError as exc:  # before any S3 request: a bad -o fails fast and cleanly
         raise UsageError(f"cannot write the manifest {output}: {exc.strerror or exc}") from None
     folders_by_bucket: dict[str, set[str]] = {}
+    watchdog = _RegexWatchdog(MATCH_TIME_LIMIT)
     try:
-        pages = listing
-        if pages is None:
-            pages = list_pages(
-                storage,
-                settings.source.bucket,
-                settings.source.prefix,
-                delimiter="" if settings.recursive else "/",
-                page_size=settings.n_keys,
-                workers=settings.list_workers,
-            )
-        src_bucket = settings.source.bucket
-        # Only pages that plan a move count against n_loops: with date folders inside a recursive s3_dir, pages
-        # of already segregated keys (which sort before new files) would otherwise use up the cap in every run,
-        # and no run would ever plan anything.
-        planned_pages = 0
-        for page in pages:
-            if not unlimited and settings.n_loops and planned_pages >= settings.n_loops:
-                report.cap_hit = True
-                break
-            report.pages += 1
-            before = writer.count
-            for obj in page:
-                report.listed += 1
-                skip = skip_reason(src_bucket, obj.key, rule)
-                if skip is not None:
-                    report.skipped[skip] += 1
-                    continue
-                target = destination(obj.key, rule)
-                if target.bucket == src_bucket and target.key == obj.key:
-                    raise PlanError(
-                        f"s3://{src_bucket}/{obj.key} would move onto itself; check s3_segregated_dir / s3_error_dir"
-                    )
-                if len(target.key.encode()) > MAX_KEY_BYTES:
-                    raise PlanError(
-                        f"destination key for s3://{src_bucket}/{obj.key} would be "
-                        f"{len(target.key.encode())} bytes, over S3's {MAX_KEY_BYTES}-byte limit; "
-                        "shorten s3_segregated_dir or s3_error_dir"
-                    )
-                writer.add(
-                    Move(
-                        id=writer.count + 1,
-                        src_bucket=src_bucket,
-                        src_key=obj.key,
-                        dst_bucket=target.bucket,
-                        dst_key=target.key,
-                        size=obj.size,
-                        etag=obj.etag,
-                        storage_class=obj.storage_class,
-                        last_modified=obj.last_modified,
-                        reason=target.reason,
-                        detail=target.detail,
-                    )
-                )
-                report.reasons[target.reason] += 1
-                folders = folders_by_bucket.setdefault(target.bucket, set())
-                folders.add(target.folder)
-                name = f"s3://{target.bucket}/{target.folder}"
-                if name in report.folders or len(report.folders) < MAX_FOLDERS_TRACKED:
-                    report.folders[name] += 1
-                else:
-                    report.folders["(other folders)"] += 1
-            if writer.count > before:
-                planned_pages += 1
+        with watchdog.armed(rule.pattern is not None):
+            _plan_pages(settings, storage, writer, report, rule, folders_by_bucket, watchdog, unlimited, listing)
         report.planned = writer.count
         if not _folders_prefix_free(folders_by_bucket):
             writer.flush()
             _exact_collision_check(writer.partial_path)
+    except _MatchTimeout as exc:
+        writer.abort()
+        raise PlanError(
+            f"<match_pattern> {settings.match_pattern!r} took more than {MATCH_TIME_LIMIT:g} s on the file name of "
+            f"s3://{settings.source.bucket}/{exc.args[0]}: the pattern backtracks catastrophically (nested "
+            "quantifiers such as (a+)+); rewrite it without nested repetition"
+        ) from None
     except BaseException:
         writer.abort()
         raise
@@ -189,6 +180,85 @@ def plan(
             settings.n_keys,
         )
     return report
+
+
+def _plan_pages(
+    settings: Settings,
+    storage: Storage,
+    writer: ManifestWriter,
+    report: PlanReport,
+    rule: Rule,
+    folders_by_bucket: dict[str, set[str]],
+    watchdog: _RegexWatchdog,
+    unlimited: bool,
+    listing: Iterable[list[Listed]] | None,
+) -> None:
+    """The listing loop of ``plan``: every listed key -> skipped, or one manifest entry."""
+    pages = listing
+    if pages is None:
+        pages = list_pages(
+            storage,
+            settings.source.bucket,
+            settings.source.prefix,
+            delimiter="" if settings.recursive else "/",
+            page_size=settings.n_keys,
+            workers=settings.list_workers,
+        )
+    src_bucket = settings.source.bucket
+    # Only pages that plan a move count against n_loops: with date folders inside a recursive s3_dir, pages
+    # of already segregated keys (which sort before new files) would otherwise use up the cap in every run,
+    # and no run would ever plan anything.
+    planned_pages = 0
+    for page in pages:
+        if not unlimited and settings.n_loops and planned_pages >= settings.n_loops:
+            report.cap_hit = True
+            break
+        report.pages += 1
+        before = writer.count
+        for obj in page:
+            report.listed += 1
+            skip = skip_reason(src_bucket, obj.key, rule)
+            if skip is not None:
+                report.skipped[skip] += 1
+                continue
+            watchdog.key, watchdog.started = obj.key, time.monotonic()
+            target = destination(obj.key, rule)
+            watchdog.key = None
+            if target.bucket == src_bucket and target.key == obj.key:
+                raise PlanError(
+                    f"s3://{src_bucket}/{obj.key} would move onto itself; check s3_segregated_dir / s3_error_dir"
+                )
+            if len(target.key.encode()) > MAX_KEY_BYTES:
+                raise PlanError(
+                    f"destination key for s3://{src_bucket}/{obj.key} would be "
+                    f"{len(target.key.encode())} bytes, over S3's {MAX_KEY_BYTES}-byte limit; "
+                    "shorten s3_segregated_dir or s3_error_dir"
+                )
+            writer.add(
+                Move(
+                    id=writer.count + 1,
+                    src_bucket=src_bucket,
+                    src_key=obj.key,
+                    dst_bucket=target.bucket,
+                    dst_key=target.key,
+                    size=obj.size,
+                    etag=obj.etag,
+                    storage_class=obj.storage_class,
+                    last_modified=obj.last_modified,
+                    reason=target.reason,
+                    detail=target.detail,
+                )
+            )
+            report.reasons[target.reason] += 1
+            folders = folders_by_bucket.setdefault(target.bucket, set())
+            folders.add(target.folder)
+            name = f"s3://{target.bucket}/{target.folder}"
+            if name in report.folders or len(report.folders) < MAX_FOLDERS_TRACKED:
+                report.folders[name] += 1
+            else:
+                report.folders["(other folders)"] += 1
+        if writer.count > before:
+            planned_pages += 1
 
 
 def _folders_prefix_free(folders_by_bucket: dict[str, set[str]]) -> bool:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.config
+import botocore.configprovider
 import botocore.exceptions
 import botocore.session
 import botocore.utils
@@ -76,6 +77,10 @@ def _parse_timestamp(value: Any) -> datetime:
     return result
 
 
+# botocore >= 1.34's switch for AWS_ENDPOINT_URL* and the config file's endpoint_url (not in the type stubs).
+_NO_CONFIGURED_ENDPOINTS: dict[str, Any] = {"ignore_configured_endpoint_urls": True}
+
+
 def make_client(spec: ClientSpec) -> S3Client:
     """A boto3 S3 client built in the calling process from the standard credential chain."""
     core = botocore.session.get_session()
@@ -91,8 +96,37 @@ def make_client(spec: ClientSpec) -> S3Client:
         # them on every request costs client CPU for nothing.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
+        # The endpoint was resolved once, in the parent, and recorded (``configured_endpoint``): a worker process
+        # (or a Dask worker on another host) whose environment or AWS config names another endpoint must not
+        # silently send a manifest's moves there. ``None`` means AWS's own endpoint.
+        **_NO_CONFIGURED_ENDPOINTS,
     )
     return session.client("s3", endpoint_url=spec.endpoint_url, config=config)
+
+
+def configured_endpoint(spec: ClientSpec) -> str | None:
+    """The endpoint botocore would send S3 requests to for ``spec``, or ``None`` for AWS's own default.
+
+    ``spec.endpoint_url`` (a flag, a config element, a manifest) wins. Otherwise botocore's own configured
+    endpoint sources decide, through botocore's own resolver (``ConfiguredEndpointProvider``, the one a client
+    uses to fill ``meta.endpoint_url``), in its order: ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, the
+    profile's ``services`` section, the profile's ``endpoint_url``; all switched off by
+    ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` / ``ignore_configured_endpoint_urls``. No client is built, no
+    request is sent and no credentials are needed (so a refusal costs nothing).
+    """
+    if spec.endpoint_url:
+        return spec.endpoint_url
+    try:
+        session = botocore.session.Session(profile=spec.profile)
+        if session.get_config_variable("ignore_configured_endpoint_urls"):
+            return None
+        provider = botocore.configprovider.ConfiguredEndpointProvider(
+            full_config=session.full_config, scoped_config=session.get_scoped_config(), client_name="s3"
+        )
+        found = provider.provide()
+    except _BOTO_ERRORS as exc:  # an unknown profile, a malformed config file, ...
+        raise StorageError("ResolveEndpoint", "", "", type(exc).__name__, str(exc)) from None
+    return str(found) if found else None
 
 
 def make_storage(spec: ClientSpec, client: S3Client | None = None) -> Storage:

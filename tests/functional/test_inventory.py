@@ -259,7 +259,7 @@ def test_inventory_in_another_bucket_with_all_versions_and_another_column_order(
     ("change", "message"),
     [
         ({"tamper": lambda body: body[:-1] + bytes([body[-1] ^ 1])}, "MD5"),
-        ({"fmt": "ORC"}, "not supported"),
+        ({"fmt": "JSON"}, "not supported"),
         ({"schema": "Bucket, Key, Size, LastModifiedDate"}, "no ETag field"),
     ],
 )

@@ -275,7 +275,7 @@ def test_unsafe_plan_exits_2_and_leaves_no_manifest(s3: Any, bucket: str, moto_e
     done = run_cli("plan", "-c", str(config), "-o", str(out))
     assert done.returncode == 2
     assert "1024-byte limit" in done.stderr
-    assert not out.exists() and not Path(str(out) + ".tmp").exists()
+    assert not out.exists() and not list(tmp_path.glob("*.tmp"))
 
 
 # --- the original tool's invocation ---------------------------------------------------------------------------

@@ -112,7 +112,9 @@ def test_manifest_appears_only_when_complete(tmp_path: Path) -> None:
     writer.add(move(1))
     writer.flush()
     assert not path.exists()
-    assert writer.partial_path == str(path) + ".tmp"
+    partial = Path(writer.partial_path)
+    assert partial.parent == tmp_path and partial.name.startswith(".m.jsonl.") and partial.suffix == ".tmp"
+    assert partial.stat().st_mode & 0o077 == 0  # private to this process's user
     assert len(Path(writer.partial_path).read_bytes().splitlines()) == 2
     writer.close()
     assert path.exists()
