@@ -44,7 +44,6 @@ import email.utils
 import hashlib
 import json
 import random
-import re
 import sys
 import threading
 import time
@@ -58,7 +57,7 @@ _XML_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 
 class Obj:
-    __slots__ = ("etag", "size", "mtime", "body")
+    __slots__ = ("body", "etag", "mtime", "size")
 
     def __init__(self, etag: str, size: int, mtime: float, body: bytes | None) -> None:
         self.etag, self.size, self.mtime, self.body = etag, size, mtime, body
@@ -67,7 +66,7 @@ class Obj:
 class Bucket:
     """Objects by key, plus a key list sorted lazily (rebuilt on the first listing after a write)."""
 
-    __slots__ = ("objects", "_sorted", "_dirty")
+    __slots__ = ("_dirty", "_sorted", "objects")
 
     def __init__(self) -> None:
         self.objects: dict[str, Obj] = {}
@@ -122,7 +121,7 @@ class TokenBucket:
 
 
 class Request:
-    __slots__ = ("method", "bucket", "key", "query", "headers", "body")
+    __slots__ = ("body", "bucket", "headers", "key", "method", "query")
 
     def __init__(self, method: str, bucket: str, key: str, query: dict[str, str], headers: dict[str, str],
                  body: bytes) -> None:  # fmt: skip
@@ -371,7 +370,7 @@ class FakeS3:
         prefixes: list[str] = []
         last = ""
         truncated = False
-        enc = (lambda s: quote(s, safe="/")) if url else _esc  # noqa: E731 - a one-line choice of encoder
+        enc = (lambda s: quote(s, safe="/")) if url else _esc
         while i < len(keys):
             key = keys[i]
             if not key.startswith(prefix):
