@@ -79,8 +79,8 @@ class Store:
 
 def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    e.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="benchsecret", AWS_DEFAULT_REGION="us-east-1",
-             AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)  # fmt: skip
+    e.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="benchsecret", AWS_DEFAULT_REGION="us-east-1")
+    e.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
     return e
 
 
@@ -168,7 +168,7 @@ class LatencyBench:
         for delay in [float(x) for x in a.delays.split(",")]:
             runs: dict[str, list[dict[str, Any]]] = {"s3seg": [], "s5cmd": []}
             for rnd in range(a.runs):
-                for name in (["s3seg", "s5cmd"] if rnd % 2 == 0 else ["s5cmd", "s3seg"]):
+                for name in ["s3seg", "s5cmd"] if rnd % 2 == 0 else ["s5cmd", "s3seg"]:
                     r = self.run_s3seg(delay, shlex.split(a.s3seg_flags)) if name == "s3seg" else self.run_s5cmd(delay)
                     runs[name].append(r)
                     self.log(f"{delay:>5.0f} ms {name:<6} round {rnd + 1}: apply {r['apply_s']:.2f}s "
@@ -183,7 +183,9 @@ class LatencyBench:
                              "cpu_per_1000": statistics.median(r["cpu_s"] for r in rs) / n * 1000,
                              "apply_cpu_per_1000": statistics.median(r["apply_cpu_s"] for r in rs) / n * 1000,
                              "requests_per_object": reqs / n,
-                             "peak_in_flight": max(r["stats"]["peak_in_flight"] for r in rs)})  # fmt: skip
+                             "peak_in_flight": max(r["stats"]["peak_in_flight"] for r in rs),
+                             "mean_in_flight": statistics.median(r["stats"]["busy_seconds"] / r["apply_s"]
+                                                                 for r in rs)})  # fmt: skip
         result: dict[str, Any] = {"objects": n, "runs": a.runs, "rows": rows}
         if a.rate > 0:
             result["throttled"] = self.throttled()
@@ -204,6 +206,36 @@ class LatencyBench:
         return out
 
 
+def limiter_cost(threads: int = 300, per_thread: int = 100, latency: float = 0.005) -> dict[str, float]:
+    """Client CPU of the gate + adaptive limit per request, at ``threads`` in flight (sleeping "requests")."""
+    import threading
+
+    sys.path.insert(0, REPO)
+    from s3seg.concurrency import AdaptiveLimit, Gate
+
+    def run(gate: Gate | None) -> float:
+        def work() -> None:
+            for _ in range(per_thread):
+                token = gate.enter() if gate is not None else None
+                time.sleep(latency)
+                if gate is not None and token is not None:
+                    gate.leave(token)
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        cpu0 = time.process_time()
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        return time.process_time() - cpu0
+
+    bare = min(run(None) for _ in range(3))
+    gated = min(run(Gate(AdaptiveLimit(initial=threads, floor=threads, max_limit=threads))) for _ in range(3))
+    n = threads * per_thread
+    return {"threads": threads, "us_per_request_bare": bare / n * 1e6, "us_per_request_gated": gated / n * 1e6,
+            "us_per_request_limiter": (gated - bare) / n * 1e6}  # fmt: skip
+
+
 def markdown(result: dict[str, Any], command: str) -> str:
     m = result["machine"]
     lines = [
@@ -215,7 +247,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         f"at end {result['load_avg_at_end'][0]:.2f} (client and store share these CPUs).",
         "",
         "| latency | contender | plan + apply s (obj/s) | apply alone s (obj/s) | client CPU s / 1,000 obj"
-        " (apply) | requests / obj (apply) | peak in flight |",
+        " (apply) | requests / obj (apply) | in flight: peak / mean (apply) |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
@@ -224,7 +256,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         lines.append(
             f"| {r['delay_ms']:.0f} ms | {name} | {total} | {r['apply_s']:.2f} ({r['apply_per_s']:,.0f}) | "
             f"{r['cpu_per_1000']:.2f} ({r['apply_cpu_per_1000']:.2f}) | {r['requests_per_object']:.3f} | "
-            f"{r['peak_in_flight']} |"
+            f"{r['peak_in_flight']} / {r['mean_in_flight']:.0f} |"
         )
     by = {(r["delay_ms"], r["contender"]): r for r in result["rows"]}
     ratios = []
@@ -244,6 +276,14 @@ def markdown(result: dict[str, Any], command: str) -> str:
             f"(**{t['accepted_per_s'] / t['rate_limit']:.0%}** of the limit), {t['throttled']:,} answered 503 "
             f"({t['throttled'] / max(1, t['accepted'] + t['throttled']):.1%} of requests), "
             f"{t['failed']} failed items, peak {t['peak_in_flight']} in flight.",
+        ]
+    c = result.get("limiter_cost")
+    if c:
+        lines += [
+            "",
+            f"Limiter cost: {c['us_per_request_limiter']:.1f} us of client CPU per request at {c['threads']} in "
+            f"flight (gate + adaptive limit: {c['us_per_request_gated']:.1f} us, the same threads without it: "
+            f"{c['us_per_request_bare']:.1f} us; in-process, sleeping requests).",
         ]
     return "\n".join(lines) + "\n"
 
@@ -268,6 +308,7 @@ def main() -> None:
     try:
         t0 = time.time()
         result = bench.main()
+        result["limiter_cost"] = limiter_cost()
         result["wall_s"] = time.time() - t0
     finally:
         bench.store.stop()

@@ -23,7 +23,8 @@ through the admin call take ~250 MB.
 
 Admin calls (never delayed, never throttled, never counted), on the path ``/_fake/...`` (not a bucket name):
 
-- ``GET  /_fake/stats``   -> JSON ``{"requests": {op: n}, "throttled": n, "peak_in_flight": n, "objects": n}``
+- ``GET  /_fake/stats``   -> JSON ``{"requests": {op: n}, "throttled": n, "peak_in_flight": n, "busy_seconds": s,
+  "objects": n}`` (``busy_seconds`` / wall time = the mean number of requests in flight)
 - ``POST /_fake/reset``   -> zero the counters (objects stay)
 - ``POST /_fake/config``  JSON ``{"delay_ms", "jitter_ms", "rate"}`` (any subset; rate 0 = unlimited)
 - ``POST /_fake/seed``    JSON ``{"bucket", "keys": [...], "size"}``: create the bucket and the objects at once
@@ -187,12 +188,14 @@ class FakeS3:
         self.throttled = 0
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.busy_seconds = 0.0  # the sum of every request's time in flight: / wall = the mean number in flight
 
     def stats(self) -> dict[str, Any]:
         return {
             "requests": dict(self.requests),
             "throttled": self.throttled,
             "peak_in_flight": self.peak_in_flight,
+            "busy_seconds": self.busy_seconds,
             "objects": sum(len(b.objects) for b in self.buckets.values()),
         }
 
@@ -476,6 +479,7 @@ class FakeS3:
             req = Request(method, unquote(bucket), unquote(key), query, headers, body)
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            started = time.monotonic()
             try:
                 limiter = self.bucket_limiter
                 if limiter is not None and not limiter.take():
@@ -488,6 +492,7 @@ class FakeS3:
                     await asyncio.sleep(wait)
             finally:
                 self.in_flight -= 1
+                self.busy_seconds += time.monotonic() - started
             self.requests[op] += 1
         status, extra, payload = reply
         out = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}", f"Date: {_http_date()}",
