@@ -8,7 +8,7 @@ requests to a fixed rate (``--max-requests-per-second``, divided among the proce
 The limit (a blend of TCP Vegas, Netflix concurrency-limits' Gradient2 and AIMD) is updated once per window of
 about ``limit`` completions, i.e. about once per round trip:
 
-- throttled in the window (503 SlowDown and the like)  -> multiplicative decrease (x0.8), down to ``min_limit``;
+- throttled in the window (503 SlowDown and the like)  -> multiplicative decrease (x0.9), down to ``min_limit``;
 - latency risen above ``tolerance`` x the baseline     -> decrease by the gradient ``tolerance * base / rtt``
   (at most halving), but not below ``floor`` (today's fixed default: a CPU-bound store keeps what it had);
 - latency flat and the window used at least half the limit -> grow: x1.25 per window until the first decrease
@@ -44,7 +44,7 @@ class AdaptiveLimit:
         min_limit: int = 1,
         floor: int | None = None,
         tolerance: float = 1.5,
-        backoff: float = 0.8,
+        backoff: float = 0.9,
         min_window: int = 8,
         history: int = 100,
     ) -> None:

@@ -221,8 +221,11 @@ def copy_batch(cfg: WorkerConfig, tasks: list[Task]) -> list[Result]:
     res = _resources(cfg)
     st, gate = res.storage, res.gate
     results = _fan_out(res.pool, cfg.threads, _safe(lambda t: copy_phase(st, t, cfg.options)), tasks, gate)
-    if gate is not None and any(r.code in THROTTLE_CODES for r in results):
-        gate.throttled()  # retries did not outlast the throttling: slow down (the items are re-tried next run)
+    if gate is not None:
+        if any(r.code in THROTTLE_CODES for r in results):
+            gate.throttled()  # retries did not outlast the throttling: slow down (the items are re-tried next run)
+        log.debug("adaptive concurrency: limit %d (peak %d in flight) after a batch of %d", gate.limit, gate.peak,
+                  len(tasks))  # fmt: skip
     crash_point("worker-copied")  # every copy of the batch made, none reported to the parent
     return results
 

@@ -40,7 +40,7 @@ def test_backs_off_multiplicatively_on_throttling() -> None:
     limit = AdaptiveLimit(initial=100, max_limit=256)
     limit.on_throttle()
     feed(limit, 0.050, 1)
-    assert limit.limit == 80
+    assert limit.limit == 90
     assert not limit.slow_start and limit.decreases == 1
 
 
@@ -165,7 +165,7 @@ def test_gate_records_throttling_in_the_adaptive_limit() -> None:
     gate.throttled()
     for _ in range(10):
         gate.leave(gate.enter())
-    assert limit.limit == 8
+    assert limit.limit == 9
 
 
 def test_rate_limiter_paces_to_the_rate_after_the_burst() -> None:
