@@ -59,7 +59,25 @@ def _exec_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("execution")
     g.add_argument("--journal", help="journal path (default: MANIFEST.journal)")
     g.add_argument("--processes", type=int, help="worker processes (default: config 'processes'; 0 = no pool)")
-    g.add_argument("--threads", type=int, help="threads per worker process (default: config 'n_workers')")
+    g.add_argument(
+        "--threads",
+        type=int,
+        help="requests in flight per worker process: the upper bound with adaptive concurrency, the exact count "
+        "with --concurrency fixed (default: config 'n_workers', 256)",
+    )
+    g.add_argument(
+        "--concurrency",
+        choices=("adaptive", "fixed"),
+        help="adaptive (default): each process finds its own number in flight, up to --threads, backing off on "
+        "rising latency and on 503 SlowDown; fixed: always --threads",
+    )
+    g.add_argument(
+        "--max-requests-per-second",
+        type=float,
+        metavar="RATE",
+        help="cap the whole run's S3 request rate (shared by its processes; default: config "
+        "'max_requests_per_second', none)",
+    )
     g.add_argument("--batch-size", type=int, help="moves per batch sent to a worker (default 500, max 1000)")
     g.add_argument(
         "--conditional-writes",
@@ -391,11 +409,15 @@ def _exec_opts(args: argparse.Namespace) -> commands.ExecOptions:
         raise UsageError("--threads must be 1 or more")
     if args.lock_wait < 0:
         raise UsageError("--lock-wait must be 0 or more seconds")
+    if args.max_requests_per_second is not None and not args.max_requests_per_second > 0:
+        raise UsageError("--max-requests-per-second must be above 0")
     return commands.ExecOptions(
         journal=args.journal,
         processes=args.processes,
         threads=args.threads,
         batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        max_requests_per_second=args.max_requests_per_second,
         conditional_writes=args.conditional_writes,
         dry_run=getattr(args, "dry_run", False),
         log_level=logging.DEBUG if args.verbose else logging.INFO,

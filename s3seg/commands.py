@@ -58,6 +58,8 @@ class ExecOptions:
     processes: int | None = None  # 0 runs everything in this process (no pool)
     threads: int | None = None
     batch_size: int | None = None
+    concurrency: str | None = None  # adaptive | fixed
+    max_requests_per_second: float | None = None  # for the whole run; each process gets its share
     conditional_writes: str | None = None
     dry_run: bool = False
     log_level: int = logging.INFO
@@ -265,7 +267,7 @@ def execute_manifest(
         result = ExecResult(direction, manifest_path, journal_path, info.entries, todo, RunReport(direction))
         on_start(todo)
         if todo:
-            threads = opts.threads or int(config.get("n_workers", 16))
+            threads = opts.threads or int(config.get("n_workers", 256))
             processes = opts.processes if opts.processes is not None else int(config.get("processes", 1))
             spec = client_spec({**config, "endpoint_url": endpoint}, target, threads=threads)
             mode = opts.conditional_writes or str(config.get("conditional_writes", "auto"))
@@ -314,6 +316,7 @@ def _execute_under_lease(
     cfg = WorkerConfig(
         spec=spec,
         threads=threads,
+        **_concurrency(opts, config, processes),
         options=Options(
             caps=caps,
             multipart_threshold=int(config.get("multipart_threshold", 5 * 1024**3)),
@@ -340,6 +343,18 @@ def _execute_under_lease(
     finally:
         if own_backend:
             backend.shutdown(cancel=True)
+
+
+def _concurrency(opts: ExecOptions, config: dict[str, Any], processes: int) -> dict[str, Any]:
+    """WorkerConfig's concurrency fields: adaptive or fixed, and each process's share of the rate cap.
+
+    Processes share no memory, so a run-wide rate is enforced as rate / processes in each of them.
+    """
+    mode = opts.concurrency or str(config.get("concurrency") or "adaptive")
+    if mode not in ("adaptive", "fixed"):
+        raise UsageError(f"unknown concurrency {mode!r}: choose adaptive or fixed")
+    rate = opts.max_requests_per_second or float(config.get("max_requests_per_second") or 0.0)
+    return {"adaptive": mode == "adaptive", "max_requests_per_second": rate / max(1, processes)}
 
 
 def _check_executor(opts: ExecOptions) -> None:

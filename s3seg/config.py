@@ -77,7 +77,7 @@ class Settings:
     error: S3Location  # <s3_error_dir>
     n_keys: int = 500  # keys per ListObjectsV2 page, 1..1000
     n_loops: int = 10  # max listing pages planned per run; 0 = unlimited
-    n_workers: int = 16  # threads per worker process (the original: cpu_count // 2 threads in total)
+    n_workers: int = 256  # requests in flight per worker process: the upper bound (adaptive) or the count (fixed)
     # --- new in s3seg --------------------------------------------------------------------------------------
     processes: int = field(default_factory=default_processes)  # worker processes for apply/rollback
     recursive: bool = False  # plan keys below sub-folders of s3_dir too (relative path kept)
@@ -94,6 +94,8 @@ class Settings:
     batch_size: int = 500  # moves per batch handed to a worker process (<= 1000: one DeleteObjects)
     list_workers: int = 1  # threads listing s3_dir in parallel StartAfter ranges (1 = one serial listing)
     state_dir: str = "."  # where `s3seg run` keeps its manifests and journals
+    concurrency: str = "adaptive"  # adaptive (n_workers is an upper bound) | fixed (exactly n_workers threads)
+    max_requests_per_second: float = 0.0  # cap on the whole run's request rate, shared by its processes (0: none)
 
     @property
     def pattern(self) -> re.Pattern[str] | None:
@@ -324,6 +326,8 @@ _PARAMETERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "batch_size": ("batch_size", int),
     "list_workers": ("list_workers", int),
     "state_dir": ("state_dir", _state_dir),
+    "concurrency": ("concurrency", str),
+    "max_requests_per_second": ("max_requests_per_second", float),
 }
 
 

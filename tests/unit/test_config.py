@@ -85,7 +85,8 @@ def test_example_loads_with_its_documented_values(tmp_path: Path, monkeypatch: p
     assert settings.source == S3Location(bucket="my-bucket", prefix="incoming/")
     assert settings.segregated == S3Location(bucket="my-bucket", prefix="segregated/%Y/%m/%d/%H/")
     assert settings.error == S3Location(bucket="my-bucket", prefix="error/")
-    assert (settings.n_keys, settings.n_loops, settings.n_workers) == (500, 10, 16)
+    assert (settings.n_keys, settings.n_loops, settings.n_workers) == (500, 10, 256)
+    assert (settings.concurrency, settings.max_requests_per_second) == ("adaptive", 0.0)
     assert settings.processes == (os.cpu_count() or 1)  # the example leaves <processes/> empty: the default
     assert settings.recursive is False
     assert (settings.endpoint_url, settings.region, settings.profile) == (None, None, None)
