@@ -157,7 +157,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        reply = self.server.stub.next_reply(Sent(self.command, self.path, headers, body))
+        target = self.requestline.split(" ")[1]  # as sent: http.server rewrites a leading "//" in self.path
+        reply = self.server.stub.next_reply(Sent(self.command, target, headers, body))
         if reply.drop:
             self.close_connection = True
             return
