@@ -354,7 +354,7 @@ class BotocoreRoutes:
         self._client = client
         self._credentials = credentials
         self._routes: dict[str, Route | None] = {}
-        self._stale: dict[str, tuple[str, str]] = {}
+        self._stale: dict[str, tuple[tuple[str, str], ...]] = {}  # routes the store redirected away from
         self._lock = threading.Lock()
         client.meta.events.register_first("before-send.s3", _capture, unique_id="s3seg-lean-capture")
 
@@ -376,7 +376,8 @@ class BotocoreRoutes:
         with self._lock:
             if self._routes.get(bucket) is route:
                 del self._routes[bucket]
-                self._stale[bucket] = (route.netloc, route.signer.region)
+                where = (route.netloc, route.signer.region)
+                self._stale[bucket] = (*self._stale.get(bucket, ()), where)
 
     def _learn(self, bucket: str) -> tuple[Route | None, str]:
         if not plain_bucket(bucket):
@@ -389,7 +390,9 @@ class BotocoreRoutes:
             route, why = route_from_request(request, bucket, self._credentials)
             if why != "signature mismatch":
                 break
-        if route is not None and self._stale.get(bucket) == (route.netloc, route.signer.region):
+        # Redirected twice from the route botocore still resolves: botocore alone knows where this bucket is.
+        # (Once is not enough: another thread may have re-learned it before botocore had followed the redirect.)
+        if route is not None and self._stale.get(bucket, ()).count((route.netloc, route.signer.region)) >= 2:
             return None, "redirected, and botocore still resolves the same endpoint"
         return route, why
 
@@ -726,7 +729,9 @@ class LeanPath:
         message = _xml_text(_MESSAGE, r.body) if r.body else ""
         if not code:
             code = {404: "NoSuchKey", 412: "PreconditionFailed"}.get(r.status, str(r.status))
-        hint = r.headers.get("x-amz-bucket-region")
+        # On AWS, a region hint other than the one signed for means the bucket lives elsewhere. (Not for explicit
+        # endpoints: some stores name a region of their own on every answer.)
+        hint = r.headers.get("x-amz-bucket-region") if self.routes is not None else None
         elsewhere = 300 <= r.status < 400 or code in _REGION_CODES or (hint is not None and hint != route.signer.region)
         if elsewhere or code in _BOTOCORE_CODES:
             if elsewhere and self.routes is not None:
@@ -755,6 +760,8 @@ class LeanPath:
     ) -> Response:
         # ``query`` is a bare sub-resource (``delete``): sent as ``?delete``, signed canonically as ``delete=``.
         canonical_query = f"{query}=" if query else ""
+        if self.limiter is not None:
+            self.limiter.on_sending_request(request=None)  # blocks while the token bucket is empty
         signed = route.signer.sign(method, route.netloc, path, canonical_query, headers, payload, amz_now())
         signed["Host"] = route.netloc
         signed["User-Agent"] = self._user_agent
@@ -766,8 +773,6 @@ class LeanPath:
             conn = conns[route.host, route.port] = Connection(
                 route.host, route.port, self._ssl, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout
             )
-        if self.limiter is not None:
-            self.limiter.on_sending_request(request=None)  # blocks while the token bucket is empty
         return conn.exchange(method, f"{path}?{query}" if query else path, signed, body)
 
 
