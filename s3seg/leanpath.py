@@ -60,6 +60,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import botocore.exceptions
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.httpsession import get_cert_path
 from botocore.retries import adaptive, throttling
 from botocore.retries import bucket as retry_bucket
@@ -277,17 +278,26 @@ _PROBE_KEY = ".s3seg-lean-probe"  # never sent: the probe request is captured in
 _PROBING = threading.local()  # set while this thread asks botocore to build a probe request
 
 
-class _Captured(Exception):
-    """Raised in ``before-send`` to take a request botocore built and signed, instead of sending it."""
-
-    def __init__(self, request: Any) -> None:
-        super().__init__("captured")
-        self.request = request
+_PROBE_MARK = "x-s3seg-lean-probe"  # on the answer _capture gives, so _probe knows no other hook answered
 
 
-def _capture(request: Any, **_: Any) -> None:
+class _Empty:
+    def stream(self, **_: Any) -> Any:
+        yield b""
+
+
+def _capture(request: Any, **_: Any) -> Any:
+    """before-send: keep the probe request botocore built and signed, and answer it here (nothing is sent).
+
+    botocore calls every before-send handler and uses the first answer; this one is registered last, so an
+    earlier handler's answer (moto's in-process mock, a user's stub) wins, and ``_probe`` sees it did.
+    """
     if getattr(_PROBING, "active", False):
-        raise _Captured(request)
+        _PROBING.request = request
+        headers = HTTPHeaders()
+        headers[_PROBE_MARK], headers["Content-Length"] = "1", "0"
+        return AWSResponse(request.url, 200, headers, _Empty())
+    return None
 
 
 def plain_bucket(bucket: str) -> bool:
@@ -345,9 +355,10 @@ class BotocoreRoutes:
     """Per-bucket routes on AWS, learned from botocore itself (thread-safe; one probe per bucket).
 
     The probe is a HeadObject that botocore resolves (endpoint rules, the region redirector's cache of bucket
-    regions), builds and signs as usual; a ``before-send`` hook registered first takes it and stops it there,
-    so nothing is sent. Why not call the endpoint ruleset resolver directly: this sees everything botocore
-    would do, hooks and region cache included, and the signature check proves this path signs alike.
+    regions), builds and signs as usual; a ``before-send`` hook registered after every other one keeps it and
+    answers it, so nothing is sent. If another hook answers it first, the bucket stays with botocore.
+    Why not call the endpoint ruleset resolver directly: this sees everything botocore would do, hooks and the
+    region cache included, and the signature check proves this path signs alike.
     """
 
     def __init__(self, client: Any, credentials: Any) -> None:
@@ -356,7 +367,9 @@ class BotocoreRoutes:
         self._routes: dict[str, Route | None] = {}
         self._stale: dict[str, tuple[tuple[str, str], ...]] = {}  # routes the store redirected away from
         self._lock = threading.Lock()
-        client.meta.events.register_first("before-send.s3", _capture, unique_id="s3seg-lean-capture")
+        # After all other before-send handlers: one that answers requests itself (moto's in-process mock, a
+        # user's stub) answers the probe first, and then the bucket stays with botocore (never sent around it).
+        client.meta.events.register("before-send", _capture, unique_id="s3seg-lean-capture")
 
     def route(self, bucket: str) -> Route | None:
         try:
@@ -397,17 +410,18 @@ class BotocoreRoutes:
         return route, why
 
     def _probe(self, bucket: str) -> Any:
-        _PROBING.active = True
+        _PROBING.active, _PROBING.request = True, None
         try:
-            self._client.head_object(Bucket=bucket, Key=_PROBE_KEY)
-        except _Captured as captured:
-            return captured.request
+            answer = self._client.head_object(Bucket=bucket, Key=_PROBE_KEY)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            # e.g. a bucket name botocore rejects: botocore will say so itself when the real request is sent
+            # Another hook's answer (an error), or a bucket name botocore rejects: botocore keeps the bucket.
             log.debug("no lean route for s3://%s: %s", bucket, exc)
+            return None
         finally:
             _PROBING.active = False
-        return None  # another hook answered first: not a request this path knows
+        if answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(_PROBE_MARK) != "1":
+            return None  # another hook answered: requests on this client do not go over the network as usual
+        return _PROBING.request
 
 
 class _ThrottlingDetector:

@@ -18,7 +18,7 @@ import botocore.auth
 import botocore.credentials
 import botocore.httpsession
 import pytest
-from botocore.awsrequest import AWSRequest
+from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.config import Config
 from botocore.retries import adaptive, bucket, standard, throttling
 
@@ -101,27 +101,44 @@ def test_retry_modes_and_their_defaults() -> None:
         assert _client(retries={"mode": mode}).meta.config.retries["mode"] == mode
 
 
-def test_before_send_hooks_run_first_and_an_exception_there_stops_the_request() -> None:
+class _Raw:
+    def stream(self, **_: Any) -> Any:
+        yield b""
+
+
+def test_every_before_send_hook_runs_and_the_first_answer_is_used() -> None:
+    # What _capture relies on: it is called even after an earlier handler answered, and that answer wins.
     client = _client()
     order: list[str] = []
-    client.meta.events.register("before-send.s3", lambda **_: order.append("later"))
-    client.meta.events.register_first("before-send.s3", leanpath._capture, unique_id="s3seg-lean-capture")
-    client.meta.events.register_first("before-send.s3", leanpath._capture, unique_id="s3seg-lean-capture")  # once
+    client.meta.events.register("before-send.s3.HeadObject", lambda **_: order.append("specific"))
+    client.meta.events.register("before-send", leanpath._capture, unique_id="s3seg-lean-capture")
+    client.meta.events.register("before-send", leanpath._capture, unique_id="s3seg-lean-capture")  # once only
+    client.meta.events.register("before-send", lambda **_: order.append("generic, registered later"))
     leanpath._PROBING.active = True
     try:
-        client.head_object(Bucket="my-bucket", Key=leanpath._PROBE_KEY)
-    except leanpath._Captured as captured:
-        request = captured.request
-    else:
-        raise AssertionError("the capture hook did not stop the request")
+        answer = client.head_object(Bucket="my-bucket", Key=leanpath._PROBE_KEY)
     finally:
         leanpath._PROBING.active = False
-    assert order == []  # stopped before any other before-send hook, and nothing was retried or sent
+    assert order == ["specific", "generic, registered later"]  # specific first, then in registration order
+    assert answer["ResponseMetadata"]["HTTPHeaders"][leanpath._PROBE_MARK] == "1"
+    assert answer["ResponseMetadata"]["RetryAttempts"] == 0
+    request = leanpath._PROBING.request
     assert (request.method, request.url) == (
         "HEAD",
         f"https://my-bucket.s3.eu-west-1.amazonaws.com/{leanpath._PROBE_KEY}",
     )
     assert {"Authorization", "X-Amz-Date", "X-Amz-Content-SHA256"} <= set(request.headers.keys())
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_a_hook_that_answers_first_keeps_the_bucket_with_botocore(status: int) -> None:
+    client = _client()
+    client.meta.events.register(
+        "before-send.s3",
+        lambda request, **_: AWSResponse(request.url, status, {}, _Raw()),  # moto's mock, a stub
+    )
+    routes = leanpath.BotocoreRoutes(client, client._request_signer._credentials)
+    assert routes.route("my-bucket") is None
 
 
 def test_the_region_redirector_caches_bucket_regions_before_endpoint_resolution() -> None:
