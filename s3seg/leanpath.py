@@ -8,19 +8,34 @@ fifth of the CPU or less (measured in ``scripts/bench.py``; see the README).
 
 Scope, deliberately narrow:
 
-* Only explicitly configured endpoints with path-style addressing (S3-compatible stores, local servers). AWS
-  itself keeps botocore, which follows region redirects and knows access points and directory buckets.
-* Only plain requests: SSE-C, multipart copies and everything else go through botocore.
-* Anything this path does not fully understand is handed back to botocore (``UseBotocore``): redirects,
-  clock skew, expired tokens, and a refused signature (which also turns this path off for the process, with a
-  warning). A 3xx/4xx answer means the request was not applied, so sending it again through botocore is safe.
+* Explicitly configured endpoints with path-style addressing (S3-compatible stores, local servers), over HTTP
+  or HTTPS: one route for every bucket (``LeanPath(endpoint, ...)``, ``LeanPath.for_client``).
+* AWS itself (no explicit endpoint): per-bucket routes learned from botocore (``BotocoreRoutes``,
+  ``LeanPath.for_aws``). For each bucket botocore builds and signs one HeadObject that is captured in
+  ``before-send`` and never sent; its URL gives the regional endpoint and addressing (virtual-hosted or path),
+  its Authorization the signing region and service, and the request is re-signed here and must come out
+  byte-identical, or that bucket stays with botocore. HTTPS only, certificates verified as botocore verifies
+  them (its CA bundle, ``verify`` and ``AWS_CA_BUNDLE``), SNI with the virtual host name.
+* Only plain requests: SSE-C, multipart copies and everything else go through botocore. So do, per bucket,
+  access points and ARNs, aliases, S3 Express directory buckets (``--x-s3``), FIPS, dual-stack and accelerate
+  endpoints, and any request botocore builds that this path does not recognise (another host shape, another
+  signing service, an extra header such as one a user's hook adds).
+* Anything this path does not fully understand is handed back to botocore (``UseBotocore``): redirects and
+  region errors (on AWS the bucket's route is then learned again, from botocore after it followed the
+  redirect), clock skew, expired tokens, and a refused signature (which also turns this path off for the
+  process, with a warning). A 3xx/4xx answer means the request was not applied, so sending it again through
+  botocore is safe. A certificate that does not verify is handed back too (botocore, with the same CA bundle,
+  gives the verdict).
 
-Retries mirror botocore's standard mode (same attempts, capped exponential backoff with jitter) for transport
-errors, 5xx, throttling and CopyObject's "200 with an error body". Errors come out as ``StorageError`` with the
-same codes botocore's would, and ``retried`` set when an earlier attempt may have been applied, so the move
-protocol's "a 412 after a retry may be our own copy" reasoning holds unchanged.
+Retries follow the client's ``retry_mode``: ``standard`` (capped exponential backoff with jitter), ``legacy`` (the
+same, uncapped, as botocore's legacy handler) and ``adaptive`` (standard plus client-side rate limiting with
+botocore's own token bucket and CUBIC rate adjustment, one limiter per lean path), with the same attempts, for
+transport errors, 5xx, throttling and CopyObject's "200 with an error body". Errors come out as
+``StorageError`` with the same codes botocore's would, and ``retried`` set when an earlier attempt may have been
+applied, so the move protocol's "a 412 after a retry may be our own copy" reasoning holds unchanged.
 
-Must not: decide what a result means for a move (``moves``), or be used by anything but ``storage``.
+Must not: decide what a result means for a move (``moves``), or be used by anything but ``storage``. The
+private botocore attributes it reads are pinned by ``tests/unit/test_leanpath_contract.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ import hashlib
 import hmac
 import html
 import logging
+import os
 import random
 import re
 import select
@@ -42,6 +58,13 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+import botocore.exceptions
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.httpsession import get_cert_path
+from botocore.retries import adaptive, throttling
+from botocore.retries import bucket as retry_bucket
+from botocore.retries.standard import ThrottledRetryableChecker
 
 from s3seg import __version__
 from s3seg.errors import StorageError
@@ -74,6 +97,12 @@ _BOTOCORE_CODES = frozenset(
         "InvalidToken",
     }
 )
+# The bucket lives elsewhere (another region or endpoint): botocore follows, this path learns the route again.
+_REGION_CODES = frozenset(
+    {"AuthorizationHeaderMalformed", "PermanentRedirect", "TemporaryRedirect", "IllegalLocationConstraintException"}
+)
+# Throttling, as botocore's standard and adaptive modes recognise it (for the adaptive rate limiter).
+THROTTLING_CODES: frozenset[str] = frozenset(ThrottledRetryableChecker._THROTTLED_ERROR_CODES)  # type: ignore[attr-defined]
 # The store rejects how this path signs or phrases requests: stop using it in this process.
 _REFUSED_CODES = frozenset({"SignatureDoesNotMatch", "InvalidDigest"})
 # Possibly about how this path signed: botocore's answer to the same request is the authoritative one.
@@ -213,84 +242,372 @@ def _xml_text(pattern: re.Pattern[bytes], body: bytes) -> str:
     return html.unescape(m.group(1).decode("utf-8", "replace")) if m else ""
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one bucket's requests go and how they are signed.
+
+    ``host``/``port``: what to connect to, and the name the certificate must carry (SNI). ``netloc``: the Host
+    header (signed). ``prefix``: the path before ``/<key>`` ("" virtual-hosted, ``/<bucket>`` path-style, after
+    any base path). ``bucket_path``: the bucket's own path (DeleteObjects): ``/`` or ``/<bucket>``.
+    """
+
+    host: str
+    port: int
+    netloc: str
+    prefix: str
+    bucket_path: str
+    signer: SigV4
+
+
+# Bucket names botocore treats as something else than a general-purpose bucket on the regional endpoint:
+# ARNs (access points, Outposts, Object Lambda), S3 Express directory buckets, access point / Object Lambda
+# aliases, S3 Tables. None of them is ever sent the lean way.
+_SPECIAL_BUCKET = re.compile(r"[:/]|--x-s3$|-s3alias$|--ol-s3$|--op-s3$|--table-s3$")
+# The plain regional S3 endpoints (commercial, GovCloud, China): s3.<region>.amazonaws.com, and the global
+# s3.amazonaws.com (us-east-1). Not s3-fips, s3.dualstack, s3-accelerate, s3-accesspoint, s3express, ...
+_AWS_S3_HOST = re.compile(r"s3(?:\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+))?\.amazonaws\.com(?:\.cn)?")
+_SIGV4_AUTH = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=[^/]+/\d{8}/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/aws4_request, "
+    r"SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}"
+)
+# What botocore may send on a plain HeadObject besides what this path sends itself (unsigned SDK telemetry).
+_PROBE_HEADERS = frozenset(
+    {"authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token", "user-agent", "host"}
+)
+_PROBE_KEY = ".s3seg-lean-probe"  # never sent: the probe request is captured in before-send
+_PROBING = threading.local()  # set while this thread asks botocore to build a probe request
+
+
+_PROBE_MARK = "x-s3seg-lean-probe"  # on the answer _capture gives, so _probe knows no other hook answered
+
+
+class _Empty:
+    def stream(self, **_: Any) -> Any:
+        yield b""
+
+
+def _capture(request: Any, **_: Any) -> Any:
+    """before-send: keep the probe request botocore built and signed, and answer it here (nothing is sent).
+
+    botocore calls every before-send handler and uses the first answer; this one is registered last, so an
+    earlier handler's answer (moto's in-process mock, a user's stub) wins, and ``_probe`` sees it did.
+    """
+    if getattr(_PROBING, "active", False):
+        _PROBING.request = request
+        headers = HTTPHeaders()
+        headers[_PROBE_MARK], headers["Content-Length"] = "1", "0"
+        return AWSResponse(request.url, 200, headers, _Empty())
+    return None
+
+
+def plain_bucket(bucket: str) -> bool:
+    """True for a general-purpose bucket name (not an ARN, alias or directory bucket)."""
+    return bool(bucket) and _SPECIAL_BUCKET.search(bucket) is None
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+
+def route_from_request(request: Any, bucket: str, credentials: Any) -> tuple[Route | None, str]:
+    """The route a captured botocore HeadObject of ``_PROBE_KEY`` in ``bucket`` shows, or (None, why not).
+
+    Recognised only: HTTPS to a plain regional S3 endpoint, the bucket in the host (virtual-hosted) or first in
+    the path (path-style), SigV4 for service ``s3`` in the region the host names, no header this path would
+    not send, and a signature this path reproduces exactly.
+    """
+    parts = urlsplit(request.url)
+    host = parts.hostname or ""
+    key_path = "/" + quote(_PROBE_KEY, safe=_SAFE)
+    if request.method != "HEAD" or parts.scheme != "https" or parts.query or parts.fragment or not host:
+        return None, f"botocore builds another kind of request ({request.method} {parts.scheme}://{host})"
+    if parts.path == key_path and host.startswith(bucket + "."):
+        prefix, bucket_path, service_host = "", "/", host[len(bucket) + 1 :]
+    elif parts.path == f"/{bucket}{key_path}":
+        prefix, bucket_path, service_host = f"/{bucket}", f"/{bucket}", host
+    else:
+        return None, f"unrecognised addressing: {host} {parts.path}"
+    shape = _AWS_S3_HOST.fullmatch(service_host)
+    if shape is None:
+        return None, f"{service_host} is not a plain regional S3 endpoint (FIPS, dual-stack, accelerate, ...)"
+    headers = {name.lower(): _text(value) for name, value in request.headers.items()}
+    extra = sorted(n for n in headers if n not in _PROBE_HEADERS and not n.startswith("amz-sdk-"))
+    if extra:
+        return None, f"botocore adds headers this path does not send: {', '.join(extra)}"
+    auth = _SIGV4_AUTH.fullmatch(headers.get("authorization", ""))
+    if auth is None:
+        return None, "not signed with SigV4"
+    region, service = auth["region"], auth["service"]
+    if service != "s3" or (shape["region"] or "us-east-1") != region:
+        return None, f"signed for {service} in {region} at {host}"
+    signer = SigV4(credentials, region, service)
+    netloc = parts.netloc
+    ours = signer.sign(
+        "HEAD", netloc, parts.path, "", {}, headers.get("x-amz-content-sha256", ""), headers.get("x-amz-date", "")
+    )
+    if ours["Authorization"] != headers["authorization"]:
+        return None, "signature mismatch"
+    route = Route(host, parts.port or 443, netloc, prefix, bucket_path, signer)
+    return route, ""
+
+
+class BotocoreRoutes:
+    """Per-bucket routes on AWS, learned from botocore itself (thread-safe; one probe per bucket).
+
+    The probe is a HeadObject that botocore resolves (endpoint rules, the region redirector's cache of bucket
+    regions), builds and signs as usual; a ``before-send`` hook registered after every other one keeps it and
+    answers it, so nothing is sent. If another hook answers it first, the bucket stays with botocore.
+    Why not call the endpoint ruleset resolver directly: this sees everything botocore would do, hooks and the
+    region cache included, and the signature check proves this path signs alike.
+    """
+
+    def __init__(self, client: Any, credentials: Any) -> None:
+        self._client = client
+        self._credentials = credentials
+        self._routes: dict[str, Route | None] = {}
+        self._stale: dict[str, tuple[tuple[str, str], ...]] = {}  # routes the store redirected away from
+        self._lock = threading.Lock()
+        # After all other before-send handlers: one that answers requests itself (moto's in-process mock, a
+        # user's stub) answers the probe first, and then the bucket stays with botocore (never sent around it).
+        client.meta.events.register("before-send", _capture, unique_id="s3seg-lean-capture")
+
+    def route(self, bucket: str) -> Route | None:
+        try:
+            return self._routes[bucket]
+        except KeyError:
+            pass
+        with self._lock:
+            if bucket not in self._routes:
+                route, why = self._learn(bucket)
+                if route is None:
+                    log.info("s3://%s: every request through botocore (%s)", bucket, why)
+                self._routes[bucket] = route
+            return self._routes[bucket]
+
+    def forget(self, bucket: str, route: Route) -> None:
+        """The store redirected or refused ``route``: learn it again (botocore follows the redirect first)."""
+        with self._lock:
+            if self._routes.get(bucket) is route:
+                del self._routes[bucket]
+                where = (route.netloc, route.signer.region)
+                self._stale[bucket] = (*self._stale.get(bucket, ()), where)
+
+    def _learn(self, bucket: str) -> tuple[Route | None, str]:
+        if not plain_bucket(bucket):
+            return None, "an ARN, access point alias or directory bucket"
+        route, why = None, ""
+        for _ in range(2):  # a second time only if credentials rotated between botocore's signature and ours
+            request = self._probe(bucket)
+            if request is None:
+                return None, "botocore did not build a request to capture"
+            route, why = route_from_request(request, bucket, self._credentials)
+            if why != "signature mismatch":
+                break
+        # Redirected twice from the route botocore still resolves: botocore alone knows where this bucket is.
+        # (Once is not enough: another thread may have re-learned it before botocore had followed the redirect.)
+        if route is not None and self._stale.get(bucket, ()).count((route.netloc, route.signer.region)) >= 2:
+            return None, "redirected, and botocore still resolves the same endpoint"
+        return route, why
+
+    def _probe(self, bucket: str) -> Any:
+        _PROBING.active, _PROBING.request = True, None
+        try:
+            answer = self._client.head_object(Bucket=bucket, Key=_PROBE_KEY)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            # Another hook's answer (an error), or a bucket name botocore rejects: botocore keeps the bucket.
+            log.debug("no lean route for s3://%s: %s", bucket, exc)
+            return None
+        finally:
+            _PROBING.active = False
+        if answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(_PROBE_MARK) != "1":
+            return None  # another hook answered: requests on this client do not go over the network as usual
+        return _PROBING.request
+
+
+class _ThrottlingDetector:
+    """What botocore's adaptive limiter asks: was this answer throttling? (botocore's own list of codes)."""
+
+    def is_throttling_error(self, code: str = "", status: int = 0, **_: Any) -> bool:
+        return code in THROTTLING_CODES or (status == 429 and not code)
+
+
+def rate_limiter() -> Any:
+    """botocore's adaptive-mode client rate limiter (token bucket + CUBIC), fed by this path's answers."""
+    clock = retry_bucket.Clock()
+    return adaptive.ClientRateLimiter(
+        rate_adjustor=throttling.CubicCalculator(starting_max_rate=0, start_time=clock.current_time()),
+        rate_clocker=adaptive.RateClocker(clock),
+        token_bucket=retry_bucket.TokenBucket(max_rate=1, clock=clock),
+        throttling_detector=_ThrottlingDetector(),
+        clock=clock,
+    )
+
+
+def tls_context(verify: bool | str) -> ssl.SSLContext:
+    """The TLS settings botocore was given: its CA bundle (certifi's, ``AWS_CA_BUNDLE`` or ``verify=path``), or
+    no verification at all when botocore was told ``verify=False`` (the same choice, not a stricter one)."""
+    if verify is False:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    where = get_cert_path(verify)  # type: ignore[arg-type]  # True or a path, as botocore passes it
+    if where and os.path.isdir(where):
+        return ssl.create_default_context(capath=where)
+    return ssl.create_default_context(cafile=where or None)
+
+
+def _retry_settings(config: Any) -> tuple[str, int] | None:
+    retries = config.retries or {}
+    mode = str(retries.get("mode") or "standard")
+    if mode not in ("standard", "legacy", "adaptive"):
+        return None
+    default = 5 if mode == "legacy" else 3  # botocore's defaults (legacy: 4 retries; standard: 3 attempts)
+    if retries.get("total_max_attempts") is not None:
+        return mode, int(retries["total_max_attempts"])
+    if retries.get("max_attempts") is not None:
+        return mode, int(retries["max_attempts"]) + 1
+    return mode, default
+
+
+def _client_settings(client: Any) -> tuple[Any, dict[str, Any]] | None:
+    """(credentials, LeanPath keyword arguments) for what every lean path needs from a client, or None."""
+    meta = client.meta
+    config = meta.config
+    credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
+    if credentials is None or config.signature_version not in (None, "s3v4", "v4"):
+        return None
+    if config.proxies or config.client_cert:
+        return None  # client_cert: mutual TLS, which this path does not do (it would present no certificate)
+    verify: Any = getattr(getattr(getattr(client, "_endpoint", None), "http_session", None), "_verify", True)
+    retry = _retry_settings(config)
+    if not isinstance(verify, (bool, str)) or retry is None:
+        return None
+    mode, attempts = retry
+    return credentials, {
+        "max_attempts": attempts,
+        "connect_timeout": float(config.connect_timeout),
+        "read_timeout": float(config.read_timeout),
+        "verify": verify,
+        "retry_mode": mode,
+    }
+
+
+def _proxied(scheme: str, host: str) -> bool:
+    proxies = urllib.request.getproxies()
+    return scheme in proxies and not urllib.request.proxy_bypass(host)
+
+
 class LeanPath:
-    """Signed S3 requests over per-thread keep-alive connections to one explicit endpoint (thread-safe)."""
+    """Signed S3 requests over per-thread keep-alive connections (thread-safe).
+
+    Two ways to route: one explicit endpoint, path-style, for every bucket (``endpoint``); or per-bucket routes
+    learned from botocore on AWS (``routes``).
+    """
 
     def __init__(
         self,
-        endpoint: str,
-        signer: SigV4,
+        endpoint: str | None,
+        signer: SigV4 | None,
         *,
         max_attempts: int,
         connect_timeout: float,
         read_timeout: float,
         verify: bool | str = True,
+        retry_mode: str = "standard",
+        routes: BotocoreRoutes | None = None,
     ) -> None:
-        parts = urlsplit(endpoint)
+        parts = urlsplit(endpoint or "https://aws.invalid")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) endpoint: {endpoint}")
+        if routes is None and (endpoint is None or signer is None):
+            raise ValueError("an endpoint and a signer, or per-bucket routes")
         self.scheme = parts.scheme
         self.netloc = parts.netloc
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.base = parts.path.rstrip("/")
-        self.signer = signer
+        self.signer = signer  # the one signer of an explicit endpoint (per-bucket routes carry their own)
+        self.routes = routes
         self.max_attempts = max(1, max_attempts)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.retry_mode = retry_mode
+        self.max_backoff = float("inf") if retry_mode == "legacy" else 20.0
+        self.limiter: Any = rate_limiter() if retry_mode == "adaptive" else None
         self.enabled = True
-        self._ssl: ssl.SSLContext | None = None
-        if parts.scheme == "https":
-            if verify is False:
-                ctx = ssl.create_default_context()
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            else:
-                ctx = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
-            self._ssl = ctx
+        self._ssl: ssl.SSLContext | None = tls_context(verify) if parts.scheme == "https" else None
+        if self._ssl is not None and verify is False:
+            log.warning("TLS certificates are not verified on the lean path either (botocore was told verify=False)")
         self._local = threading.local()
         self._user_agent = f"s3seg/{__version__} lean"
 
     @classmethod
     def for_client(cls, client: Any) -> LeanPath | None:
-        """A lean path signing with ``client``'s own credentials and region, or None when botocore must do it.
+        """A lean path to ``client``'s explicit endpoint, with its credentials and region, or None.
 
         None when: no credentials (anonymous), a signature version other than SigV4, virtual-hosted addressing,
-        proxies (configured or in the environment), or a TLS setting this path cannot reproduce.
+        proxies (configured or in the environment), mutual TLS, an unknown retry mode, or a TLS setting this
+        path cannot reproduce.
         """
-        meta = client.meta
-        config = meta.config
-        credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
-        if credentials is None or config.signature_version not in (None, "s3v4", "v4"):
+        settings = _client_settings(client)
+        if settings is None or (client.meta.config.s3 or {}).get("addressing_style") != "path":
             return None
-        if (config.s3 or {}).get("addressing_style") != "path" or config.proxies or config.client_cert:
-            return None  # client_cert: mutual TLS, which this path does not do (it would present no certificate)
-        endpoint = meta.endpoint_url
+        credentials, kwargs = settings
+        endpoint = client.meta.endpoint_url
         parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if parts.scheme not in ("http", "https") or not parts.hostname or _proxied(parts.scheme, parts.hostname):
             return None
-        proxies = urllib.request.getproxies()
-        if parts.scheme in proxies and not urllib.request.proxy_bypass(parts.hostname):
+        return cls(endpoint, SigV4(credentials, client.meta.region_name or "us-east-1"), **kwargs)
+
+    @classmethod
+    def for_aws(cls, client: Any) -> LeanPath | None:
+        """A lean path with per-bucket routes to AWS's regional endpoints, or None when botocore must do it all.
+
+        None for everything ``for_client`` refuses, for FIPS, dual-stack and accelerate endpoints, for an
+        HTTPS proxy in the environment, and for an endpoint that is not AWS's own (one set in a config file).
+        Each bucket is then checked on its own (``BotocoreRoutes``).
+        """
+        settings = _client_settings(client)
+        if settings is None:
             return None
-        verify: Any = getattr(getattr(getattr(client, "_endpoint", None), "http_session", None), "_verify", True)
-        if not isinstance(verify, (bool, str)):
+        config = client.meta.config
+        s3 = config.s3 or {}
+        if config.use_fips_endpoint or config.use_dualstack_endpoint or s3.get("use_accelerate_endpoint"):
             return None
-        retries = config.retries or {}
-        attempts = int(retries.get("total_max_attempts") or (retries.get("max_attempts", 2) + 1))
-        return cls(
-            endpoint,
-            SigV4(credentials, meta.region_name or "us-east-1"),
-            max_attempts=attempts,
-            connect_timeout=float(config.connect_timeout),
-            read_timeout=float(config.read_timeout),
-            verify=verify,
-        )
+        if s3.get("use_dualstack_endpoint"):
+            return None
+        parts = urlsplit(client.meta.endpoint_url)
+        if parts.scheme != "https" or _AWS_S3_HOST.fullmatch(parts.hostname or "") is None:
+            return None
+        if _proxied("https", f"s3.{client.meta.region_name}.amazonaws.com"):
+            return None
+        credentials, kwargs = settings
+        return cls(None, None, routes=BotocoreRoutes(client, credentials), **kwargs)
 
     def disable(self, reason: str) -> None:
         """Send everything through botocore from now on, in this process (logged once)."""
         if self.enabled:
             self.enabled = False
             log.warning("%s; sending every request through botocore from now on (slower, same results)", reason)
+
+    def route(self, bucket: str) -> Route:
+        """Where ``bucket``'s requests go; ``UseBotocore`` if botocore must send them."""
+        if self.routes is None:
+            assert self.signer is not None
+            prefix = f"{self.base}/{bucket}"
+            return Route(self.host, self.port, self.netloc, prefix, prefix, self.signer)
+        route = self.routes.route(bucket)
+        if route is None:
+            raise UseBotocore(f"s3://{bucket} is not for the lean path", maybe_applied=False)
+        return route
+
+    def close(self) -> None:
+        """Close the calling thread's connections."""
+        conns: dict[tuple[str, int], Connection] = getattr(self._local, "conns", {})
+        for conn in conns.values():
+            conn.close()
+        conns.clear()
 
     # -- the S3 calls ------------------------------------------------------------------------------------------
     def copy(
@@ -305,6 +622,9 @@ class LeanPath:
         storage_class: str,
     ) -> str:
         """CopyObject keeping metadata and tags (the same headers botocore sends); returns the new ETag as sent."""
+        if self.routes is not None and not plain_bucket(src_bucket):
+            raise UseBotocore(f"copy source s3://{src_bucket} is not for the lean path", maybe_applied=False)
+        route = self.route(dst_bucket)
         headers = {
             "x-amz-copy-source": copy_source(src_bucket, src_key),
             "x-amz-metadata-directive": "COPY",
@@ -316,14 +636,16 @@ class LeanPath:
             headers["If-None-Match"] = "*"
         if storage_class and storage_class != "STANDARD":
             headers["x-amz-storage-class"] = storage_class
-        path = object_path(self.base, dst_bucket, dst_key)
-        r = self._call("CopyObject", dst_bucket, dst_key, "PUT", path, "", headers, copy=True)
+        path = f"{route.prefix}/{quote(dst_key, safe=_SAFE)}"
+        r = self._call(route, "CopyObject", dst_bucket, dst_key, "PUT", path, "", headers, copy=True)
         return _xml_text(_ETAG, r.body)
 
     def head(self, bucket: str, key: str) -> dict[str, str] | None:
         """HeadObject's response headers (lower-cased), or None if the object does not exist."""
+        route = self.route(bucket)
+        path = f"{route.prefix}/{quote(key, safe=_SAFE)}"
         try:
-            r = self._call("HeadObject", bucket, key, "HEAD", object_path(self.base, bucket, key), "", {})
+            r = self._call(route, "HeadObject", bucket, key, "HEAD", path, "", {})
         except StorageError as err:
             if err.code == "NoSuchKey":
                 return None
@@ -331,17 +653,20 @@ class LeanPath:
         return r.headers
 
     def delete(self, bucket: str, key: str, *, if_match: str | None) -> None:
+        route = self.route(bucket)
         headers = {"If-Match": if_match} if if_match else {}
-        self._call("DeleteObject", bucket, key, "DELETE", object_path(self.base, bucket, key), "", headers)
+        path = f"{route.prefix}/{quote(key, safe=_SAFE)}"
+        self._call(route, "DeleteObject", bucket, key, "DELETE", path, "", headers)
 
     def delete_objects(
         self, bucket: str, items: list[tuple[str, str | None]]
     ) -> tuple[set[str], list[tuple[str, str, str]]]:
         """DeleteObjects: (deleted keys, per-key errors). The caller decides what a missing key means."""
+        route = self.route(bucket)
         body = delete_body(items)
         headers = {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}  # required by the API
         r = self._call(
-            "DeleteObjects", bucket, items[0][0], "POST", f"{self.base}/{bucket}", "delete", headers, body=body
+            route, "DeleteObjects", bucket, items[0][0], "POST", route.bucket_path, "delete", headers, body=body
         )
         try:
             return parse_delete_result(r.body)
@@ -354,6 +679,7 @@ class LeanPath:
     # -- one request, with retries ------------------------------------------------------------------------------
     def _call(
         self,
+        route: Route,
         op: str,
         bucket: str,
         key: str,
@@ -374,12 +700,18 @@ class LeanPath:
                 raise UseBotocore("lean path turned off", maybe_applied=maybe_applied)
             try:
                 try:
-                    r = self._send(method, path, query, dict(headers), body, payload)
+                    r = self._send(route, method, path, query, dict(headers), body, payload)
+                except ssl.SSLCertVerificationError as exc:
+                    # Never accepted here; botocore, with the same CA bundle, gives the verdict (and if it
+                    # succeeds, this path is turned off: it verified differently).
+                    raise UseBotocore(f"{op}: {exc}", maybe_applied=maybe_applied, suspect=True) from None
                 except OSError as exc:
                     # Sent or not, applied or not: unknown. Retried like botocore does; the protocol re-checks.
+                    self._observe(None)
                     name, text = type(exc).__name__, str(exc) or "connection error"
                     raise _Transient(StorageError(op, bucket, key, name, text, retryable=True)) from None
-                return self._check(op, bucket, key, r, copy=copy, retried=attempt > 1)
+                self._observe(r)
+                return self._check(route, op, bucket, key, r, copy=copy, retried=attempt > 1)
             except _Transient as t:
                 maybe_applied = True
                 if attempt >= self.max_attempts:
@@ -388,9 +720,17 @@ class LeanPath:
             except UseBotocore as why:
                 why.maybe_applied = maybe_applied
                 raise
-            time.sleep(random.random() * min(20.0, 2.0 ** (attempt - 1)))
+            time.sleep(random.random() * min(self.max_backoff, 2.0 ** (attempt - 1)))
 
-    def _check(self, op: str, bucket: str, key: str, r: Response, *, copy: bool, retried: bool) -> Response:
+    def _observe(self, r: Response | None) -> None:
+        """Feed the adaptive rate limiter (retry_mode=adaptive), as botocore's needs-retry hook feeds its own."""
+        if self.limiter is not None:
+            code = _xml_text(_CODE, r.body) if r is not None and r.status >= 300 and r.body else ""
+            self.limiter.on_receiving_response(code=code, status=0 if r is None else r.status)
+
+    def _check(
+        self, route: Route, op: str, bucket: str, key: str, r: Response, *, copy: bool, retried: bool
+    ) -> Response:
         if 200 <= r.status < 300:
             if copy and (b"<Error>" in r.body or b"<ETag>" not in r.body):
                 # S3 may answer a CopyObject 200 and report the failure in the body: botocore retries it.
@@ -403,10 +743,16 @@ class LeanPath:
         message = _xml_text(_MESSAGE, r.body) if r.body else ""
         if not code:
             code = {404: "NoSuchKey", 412: "PreconditionFailed"}.get(r.status, str(r.status))
-        if 300 <= r.status < 400 or code in _BOTOCORE_CODES:
+        # On AWS, a region hint other than the one signed for means the bucket lives elsewhere. (Not for explicit
+        # endpoints: some stores name a region of their own on every answer.)
+        hint = r.headers.get("x-amz-bucket-region") if self.routes is not None else None
+        elsewhere = 300 <= r.status < 400 or code in _REGION_CODES or (hint is not None and hint != route.signer.region)
+        if elsewhere or code in _BOTOCORE_CODES:
+            if elsewhere and self.routes is not None:
+                self.routes.forget(bucket, route)  # botocore follows the redirect; the route is learned again
             raise UseBotocore(f"{op} answered {r.status} {code}", maybe_applied=False)
-        if code in _AUTH_CODES:
-            raise UseBotocore(f"{op} answered {r.status} {code}", maybe_applied=False, suspect=True)
+        if code in _AUTH_CODES or (r.status == 400 and not r.body):
+            raise UseBotocore(f"{op} answered {r.status} {code}", maybe_applied=False, suspect=code in _AUTH_CODES)
         if code in _REFUSED_CODES:
             self.disable(f"the store refused a lean {op} request: {code} {message}")
             raise UseBotocore(f"{op} answered {r.status} {code}", maybe_applied=False)
@@ -417,17 +763,29 @@ class LeanPath:
         raise err
 
     def _send(
-        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes | None, payload: str
+        self,
+        route: Route,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        payload: str,
     ) -> Response:
         # ``query`` is a bare sub-resource (``delete``): sent as ``?delete``, signed canonically as ``delete=``.
         canonical_query = f"{query}=" if query else ""
-        signed = self.signer.sign(method, self.netloc, path, canonical_query, headers, payload, amz_now())
-        signed["Host"] = self.netloc
+        if self.limiter is not None:
+            self.limiter.on_sending_request(request=None)  # blocks while the token bucket is empty
+        signed = route.signer.sign(method, route.netloc, path, canonical_query, headers, payload, amz_now())
+        signed["Host"] = route.netloc
         signed["User-Agent"] = self._user_agent
-        conn: Connection | None = getattr(self._local, "conn", None)
+        conns: dict[tuple[str, int], Connection] | None = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        conn = conns.get((route.host, route.port))
         if conn is None:
-            conn = self._local.conn = Connection(
-                self.host, self.port, self._ssl, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout
+            conn = conns[route.host, route.port] = Connection(
+                route.host, route.port, self._ssl, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout
             )
         return conn.exchange(method, f"{path}?{query}" if query else path, signed, body)
 

@@ -55,7 +55,7 @@ class ClientSpec:
     retry_mode: str = "standard"
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
-    lean_http: bool = True  # the lean request path for explicit endpoints (see leanpath); False: botocore only
+    lean_http: bool = True  # the lean request path for per-object calls (see leanpath); False: botocore only
 
 
 def _parse_timestamp(value: Any) -> datetime:
@@ -132,11 +132,14 @@ def configured_endpoint(spec: ClientSpec) -> str | None:
 def make_storage(spec: ClientSpec, client: S3Client | None = None) -> Storage:
     """A ``Storage`` over ``client`` (default: a new one from ``spec``), with the lean path where it applies.
 
-    The lean path is used only for an explicit endpoint (S3-compatible stores): on AWS itself, botocore's
-    handling of regions, redirects and bucket types is worth its CPU.
+    An explicit endpoint (S3-compatible stores) gets one path-style route for every bucket; AWS itself gets
+    per-bucket routes learned from botocore (regional endpoint, virtual-hosted addressing, HTTPS), and botocore
+    keeps the buckets, settings and answers it alone knows (see ``leanpath``).
     """
     client = client if client is not None else make_client(spec)
-    lean = LeanPath.for_client(client) if spec.lean_http and spec.endpoint_url else None
+    lean = None
+    if spec.lean_http:
+        lean = LeanPath.for_client(client) if spec.endpoint_url else LeanPath.for_aws(client)
     return Storage(client, lean)
 
 

@@ -374,9 +374,7 @@ def redirecting(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator
     bucket = f"lean-{uuid.uuid4().hex[:16]}"
     admin.create_bucket(Bucket=bucket)
     yield Target("moto", moto_endpoint, admin, Storage(client, lean), Storage(client), bucket), Handler
-    conn = getattr(lean._local, "conn", None)
-    if conn is not None:
-        conn.close()
+    lean.close()
     server.shutdown()
     server.server_close()
 

@@ -157,7 +157,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        reply = self.server.stub.next_reply(Sent(self.command, self.path, headers, body))
+        target = self.requestline.split(" ")[1]  # as sent: http.server rewrites a leading "//" in self.path
+        reply = self.server.stub.next_reply(Sent(self.command, target, headers, body))
         if reply.drop:
             self.close_connection = True
             return
@@ -207,9 +208,7 @@ def running_stub() -> Iterator[Stub]:
 
 def close_connection(lean: LeanPath) -> None:
     """Close the calling thread's keep-alive connection (so the stub's handler thread ends)."""
-    conn = getattr(lean._local, "conn", None)
-    if conn is not None:
-        conn.close()
+    lean.close()
 
 
 def lean_for(endpoint: str, creds: Creds, region: str = "us-east-1", **kw: Any) -> LeanPath:
@@ -1258,7 +1257,7 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_make_storage_uses_the_lean_path_for_explicit_endpoints_only(no_proxy: None) -> None:
+def test_make_storage_routes_explicit_endpoints_path_style_and_aws_per_bucket(no_proxy: None) -> None:
     spec = ClientSpec(
         endpoint_url="http://127.0.0.1:9/", region="eu-west-1", max_attempts=5, connect_timeout=3, read_timeout=7
     )
@@ -1268,7 +1267,8 @@ def test_make_storage_uses_the_lean_path_for_explicit_endpoints_only(no_proxy: N
     assert (lean.max_attempts, lean.connect_timeout, lean.read_timeout) == (5, 3.0, 7.0)
     assert lean.signer.region == "eu-west-1"
     assert make_storage(ClientSpec(endpoint_url="http://127.0.0.1:9", lean_http=False)).lean is None
-    assert make_storage(ClientSpec(region="us-east-1")).lean is None  # AWS itself: botocore
+    aws = make_storage(ClientSpec(region="us-east-1")).lean  # AWS itself: per-bucket routes from botocore
+    assert aws is not None and aws.routes is not None
 
 
 def _client(**kw: Any) -> Any:
