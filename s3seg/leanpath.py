@@ -55,6 +55,7 @@ import threading
 import time
 import urllib.request
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -536,6 +537,9 @@ class LeanPath:
         self.max_backoff = float("inf") if retry_mode == "legacy" else 20.0
         self.limiter: Any = rate_limiter() if retry_mode == "adaptive" else None
         self.enabled = True
+        # Called on every throttling answer (429/503/SlowDown), retried here or not: the worker's adaptive
+        # concurrency limit backs off on it (``worker._observe_throttling``).
+        self.on_throttle: Callable[[], None] | None = None
         self._ssl: ssl.SSLContext | None = tls_context(verify) if parts.scheme == "https" else None
         if self._ssl is not None and verify is False:
             log.warning("TLS certificates are not verified on the lean path either (botocore was told verify=False)")
@@ -757,6 +761,8 @@ class LeanPath:
             self.disable(f"the store refused a lean {op} request: {code} {message}")
             raise UseBotocore(f"{op} answered {r.status} {code}", maybe_applied=False)
         retryable = code in RETRYABLE_CODES or r.status in _RETRYABLE_STATUS
+        if (r.status in (429, 503) or code in ("SlowDown", "Throttling", "ThrottlingException")) and self.on_throttle:
+            self.on_throttle()
         err = StorageError(op, bucket, key, code, message, status=r.status, retryable=retryable, retried=retried)
         if retryable:
             raise _Transient(err)

@@ -89,17 +89,8 @@ def _observe_throttling(client: Any, storage: Storage, gate: Gate) -> None:
                 gate.throttled()
 
     client.meta.events.register("needs-retry.s3", on_retry)
-    lean = storage.lean
-    check = getattr(lean, "_check", None)
-    if lean is not None and callable(check):
-        # The lean path retries 503s internally. Until it reports them itself (a one-line call to
-        # ``gate.throttled`` there), its response check is observed from outside.
-        def observed(op: str, bucket: str, key: str, r: Any, **kw: Any) -> Any:
-            if getattr(r, "status", 0) in THROTTLE_STATUS:
-                gate.throttled()
-            return check(op, bucket, key, r, **kw)
-
-        lean._check = observed  # type: ignore[method-assign]
+    if storage.lean is not None:
+        storage.lean.on_throttle = gate.throttled  # the lean path retries 503s itself: it reports each one
 
 
 class _Paced:

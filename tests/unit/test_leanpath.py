@@ -751,6 +751,16 @@ def test_slowdown_is_retried_with_backoff_until_it_succeeds(stub: Stub, lean: Le
     assert stub.seen[0].headers["x-amz-copy-source"] == stub.seen[1].headers["x-amz-copy-source"]
 
 
+def test_every_throttling_answer_is_reported_to_the_concurrency_limit_even_when_retried_here(
+    stub: Stub, lean: LeanPath, clock: Clock
+) -> None:
+    seen: list[int] = []
+    lean.on_throttle = lambda: seen.append(1)
+    stub.script(SLOWDOWN, SLOWDOWN, Reply(200, COPIED))
+    assert copy(lean) == '"abc"'
+    assert len(seen) == 2  # the worker's adaptive limit backs off on each, though the caller saw a success
+
+
 def test_slowdown_on_every_attempt_is_a_retryable_error_marked_retried(
     stub: Stub, lean: LeanPath, clock: Clock
 ) -> None:
