@@ -275,7 +275,8 @@ def execute_manifest(
             buckets = buckets_of((m.src_bucket, m.dst_bucket) for m in manifest.moves())
             with contextlib.ExitStack() as stack:
                 if lease is None or not set(buckets) <= set(lease.buckets):
-                    lease = stack.enter_context(_lease(storage, buckets, direction, manifest_path, opts, spec))
+                    retries = int(config.get("item_retries", 5))
+                    lease = stack.enter_context(_lease(storage, buckets, direction, manifest_path, opts, spec, retries))
                 probe_bucket = next(_buckets(manifest, direction))
                 caps = _capabilities(storage, probe_bucket, mode)
                 result.mode = caps.describe()
@@ -288,11 +289,17 @@ def execute_manifest(
 
 
 def _lease(
-    storage: Storage, buckets: list[str], command: str, manifest: str, opts: ExecOptions, spec: ClientSpec
+    storage: Storage,
+    buckets: list[str],
+    command: str,
+    manifest: str,
+    opts: ExecOptions,
+    spec: ClientSpec,
+    retries: int = 5,
 ) -> Lease:
     executor = "local" if opts.executor != "dask" else ("dask" if opts.scheduler else "dask-local")
     holder = Holder.me(command, os.path.abspath(manifest) if manifest else "", default_ttl(), executor)
-    return Lease(storage, buckets, holder, scope=spec.endpoint_url or "aws", wait=opts.lock_wait)
+    return Lease(storage, buckets, holder, scope=spec.endpoint_url or "aws", wait=opts.lock_wait, retries=retries)
 
 
 def _execute_under_lease(
@@ -475,7 +482,8 @@ def run(
     # One lease over plan and apply: no other run can change these buckets between the listing and the moves.
     spec = client_spec(settings.to_dict(), target)
     buckets = sorted({settings.source.bucket, settings.segregated.bucket, settings.error.bucket})
-    with _lease(make_storage(spec, make_client(spec)), buckets, "run", path, opts, spec) as lease:
+    storage = make_storage(spec, make_client(spec))
+    with _lease(storage, buckets, "run", path, opts, spec, settings.item_retries) as lease:
         report = plan(
             settings, path, now=now, override=override, unlimited=unlimited, target=target, inventory=inventory
         )

@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import socket
 import tempfile
 import threading
@@ -155,6 +156,7 @@ class Lease:
     holder: Holder
     scope: str = ""  # the endpoint, for the local fallback lock's name
     wait: float = 0.0  # seconds to wait for a held lease before refusing
+    retries: int = 5  # retries of a transient failure (throttling, 5xx, transport) while acquiring
     lost: str = ""
     _held: list[_Held] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -175,7 +177,7 @@ class Lease:
         bucket = ""
         try:
             for bucket in sorted(set(self.buckets)):  # one global order: two waiting runs cannot deadlock
-                self._held.append(self._acquire_one(bucket, deadline))
+                self._held.append(self._acquire_retrying(bucket, deadline))
         except StorageError as err:  # the first request of the run: nothing has been changed yet
             self.release()
             raise StoreRefusedError(err, f"taking the lease s3://{bucket}/{LEASE_KEY} before any move") from None
@@ -185,6 +187,22 @@ class Lease:
         self._last_ok = started
         self._thread = threading.Thread(target=self._renew_loop, name="s3seg-lease", daemon=True)
         self._thread.start()
+
+    def _acquire_retrying(self, bucket: str, deadline: float) -> _Held:
+        """``_acquire_one``, outlasting a throttling storm or a short outage as the moves' own retries would.
+
+        Safe to repeat: a create whose answer was lost is recognised as ours by its token on the next try.
+        """
+        attempt = 0
+        while True:
+            try:
+                return self._acquire_one(bucket, deadline)
+            except StorageError as err:
+                if not err.retryable or attempt >= self.retries:
+                    raise
+                log.info("taking the lease on s3://%s: %s; retrying", bucket, err)
+            time.sleep(min(20.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
+            attempt += 1
 
     def _acquire_one(self, bucket: str, deadline: float) -> _Held:
         announced = False

@@ -62,12 +62,14 @@ def test_faults_only_on_copy_and_delete_requests_are_survived(lab: Lab) -> None:
     lab.assert_applied()
 
 
-def test_outage_exits_1_with_nothing_lost_and_a_rerun_finishes(lab: Lab) -> None:
+def test_outage_from_the_start_exits_4_with_nothing_changed_and_a_rerun_finishes(lab: Lab) -> None:
     lab.seed(30, seed=5)
     lab.plan(max_attempts=1, item_retries=1)
     lab.proxy.set(storm=3600)  # a 100% outage for the whole run
     run = lab.apply()
-    assert run.code == 1, run
+    # The run's first request (taking the lease) never gets through: nothing changed, exit 4 says so.
+    assert run.code == 4, run
+    assert "nothing was changed" in run.err
     assert lab.proxy.total("forwarded") == 0
     lab.proxy.heal()
     lab.assert_nothing_lost()

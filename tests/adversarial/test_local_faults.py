@@ -110,6 +110,22 @@ def _open_on(disk: Disk, wanted: Callable[[str], bool]) -> Callable[..., Any]:
     return fake_open
 
 
+REAL_FDOPEN = os.fdopen
+
+
+def _fdopen_on(disk: Disk, wanted: Callable[[str], bool]) -> Callable[..., Any]:
+    """An ``os.fdopen`` whose files for writing, at paths ``wanted`` accepts, live on ``disk`` (the manifest
+    writer opens its private temporary file from ``tempfile.mkstemp``'s descriptor)."""
+
+    def fake_fdopen(fd: int, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        f = REAL_FDOPEN(fd, mode, *args, **kwargs)
+        if any(c in mode for c in "wa+") and wanted(os.readlink(f"/proc/self/fd/{fd}")):
+            return disk.wrap(f)
+        return f
+
+    return fake_fdopen
+
+
 def _read_only_under(root: Path) -> Callable[..., Any]:
     """An ``open`` for which everything under ``root`` is on a read-only file system."""
 
@@ -251,7 +267,8 @@ def test_plan_on_a_full_disk_exits_2_naming_the_manifest_and_leaves_no_temp_file
     files = _files(lab.tmp)
     before = lab.state(bodies=False)
     out = str(lab.tmp / "plan.jsonl")
-    monkeypatch.setattr("s3seg.manifest.open", _open_on(Disk(free), lambda p: p.startswith(out)), raising=False)
+    temp = str(lab.tmp / ".plan.jsonl.")  # the writer's private temporary file, renamed onto out when complete
+    monkeypatch.setattr("s3seg.manifest.os.fdopen", _fdopen_on(Disk(free), lambda p: p.startswith(temp)))
     run = _cli("plan", "-c", config, "-o", out)
     _assert_clean(run, 2, out, "No space left on device")
     assert _files(lab.tmp) == files  # no plan.jsonl, no plan.jsonl.tmp
