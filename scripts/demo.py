@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,7 +20,8 @@ PATTERN = r"^CHARGINGCDR_.*-(\d{8})-?(\d{2}).*"
 
 
 def banner(text: str) -> None:
-    print(f"\n\033[1m=== {text}\033[0m", flush=True)
+    bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")  # no escapes in a log or a pipe
+    print(f"\n{bold}=== {text}{plain}", flush=True)
 
 
 def sample_keys(n: int, rng: random.Random) -> list[str]:
@@ -107,6 +109,8 @@ def main() -> int:
         rc = s3seg("apply", manifest, env=env)
         print(f"(exit code {rc})")
         show_bucket(s3, "bucket after apply")
+        banner("verify: an independent audit by listing (not the journal): each object at exactly one place")
+        s3seg("verify", manifest, env=env)
         banner("status: from the journal")
         s3seg("status", manifest, env=env)
         banner("apply again: resumes, so there is nothing left to do")
@@ -122,6 +126,10 @@ def main() -> int:
     finally:
         store.stop()
         print("local S3 stopped.")
+        if os.environ.get("DEMO_KEEP") == "1":
+            print(f"work dir kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
