@@ -84,7 +84,7 @@ class Settings:
     endpoint_url: str | None = None
     region: str | None = None
     profile: str | None = None
-    conditional_writes: str = "auto"  # auto | server | client  (see README: "Conditional writes")
+    conditional_writes: str = "auto"  # auto | server | client  (see docs/safety.md: "Conditional writes")
     copy_encryption: str = "bucket-default"  # bucket-default | preserve
     multipart_threshold: int = 5 * GIB  # objects larger than this use a multipart copy
     multipart_chunksize: int = 512 * MIB  # part size of a multipart copy

@@ -2,7 +2,8 @@
 
 ``S3SEG_CRASH_AT=<point>[:<n>]`` makes the process that reaches ``<point>`` for the n-th time (default 1st)
 kill itself with SIGKILL, exactly like ``kill -9``: no cleanup, no flush, no finally blocks. Points are named
-where the code calls ``crash_point()`` (``grep -rn crash_point s3seg``). ``torn`` is run just before the kill,
+where the code calls ``crash_point()`` (``grep -rn crash_point s3seg``) and listed, with what each leaves
+behind, in docs/development.md ("Crash points"). ``torn`` is run just before the kill,
 to leave a half-done side effect behind (half a journal record written), as a crash in the middle of it would.
 
 ``S3SEG_CRASH_SIGNAL=INT|TERM|HUP`` sends that signal instead (once, at the n-th hit; the process goes on and

@@ -33,14 +33,15 @@ import os
 
 
 class ExitCode(enum.IntEnum):
-    """Process exit codes; the README has the same table."""
+    """Process exit codes; the README has the same table. A signal stops a run with 128 + its number
+    (SIGHUP 129, SIGINT 130, SIGTERM 143: ``cli.exec_exit_code``); ``INTERRUPTED`` is the value without one."""
 
     OK = 0  # everything done, or nothing to do
     ITEMS_FAILED = 1  # some items failed or conflicted; nothing lost, re-runnable
     USAGE = 2  # usage or config error; no S3 mutation happened
-    REFUSED = 3  # manifest or journal refused (incomplete, mismatched, corrupt, locked)
+    REFUSED = 3  # manifest or journal refused (incomplete, mismatched, corrupt, locked), or the buckets' lease held
     STORE_REFUSED = 4  # S3 refused or failed a request before anything changed (no bucket, access, credentials)
-    INTERRUPTED = 130  # Ctrl-C / SIGTERM; re-run to resume
+    INTERRUPTED = 130  # Ctrl-C (SIGINT); re-run to resume
 
 
 class S3SegError(Exception):

@@ -4,7 +4,7 @@ Why it exists: botocore spends about 1 ms of client CPU on every request doing g
 model-driven validation, serialisation and parsing, endpoint rules) that moving millions of 1 KiB objects does
 not need. On a machine whose cores are shared with the store, that CPU is the throughput. This path sends the
 same requests, signed with the same SigV4 credentials, over one keep-alive connection per thread, for a
-fifth of the CPU or less (measured in ``scripts/bench.py``; see the README).
+fifth of the CPU or less (measured in ``scripts/bench.py``; see docs/benchmarks.md).
 
 Scope, deliberately narrow:
 

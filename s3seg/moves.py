@@ -14,7 +14,7 @@ The two phases, run by a worker over a batch (the executor journals between them
 Invariant: the source is deleted only after the destination is proven to hold the planned bytes, and only
 if the source still is the planned version. A destination that exists with other bytes is never written.
 Conditions are enforced by the store where the probe showed it enforces them (race-free), and checked with
-HEAD otherwise (a short time-of-check window, documented in the README).
+HEAD otherwise (a short time-of-check window, documented in docs/safety.md).
 
 Must not: touch the journal, or catch botocore errors (``storage`` translates them).
 """

@@ -144,7 +144,7 @@ def test_source_overwritten_just_before_the_copy_is_not_moved(lab: Lab, mode: st
     assert lab.journal().status_of(mid).label == "conflict-source-changed"
     # moto copies the new version (it ignores CopySourceIfMatch). With the delete condition enforced (auto on
     # moto) s3seg takes its copy back by ETag; with every check client-side it cannot do so race-free, and
-    # leaves the copy: a duplicate of the new source, never a loss (documented in REPORT.md).
+    # leaves the copy: a duplicate of the new source, never a loss (documented in docs/safety.md, "Known limits").
     stray = NEW if lab.store.name == "moto" and mode == "client" else None
     _assert_state(lab, _expected(lab, keep={src: NEW, dst: stray}))
 
@@ -153,7 +153,8 @@ def test_destination_created_just_before_the_copy_is_never_overwritten(lab: Lab)
     """Only a store that enforces ``If-None-Match: *`` on CopyObject closes this window (SeaweedFS, AWS).
 
     On moto the client-side HEAD check runs before the copy, and a writer landing in between is overwritten:
-    the documented limit of stores that ignore the condition (see REPORT.md). Strict xfail keeps it honest.
+    the documented limit of stores that ignore the condition (see docs/safety.md, "Known limits"). Strict xfail
+    keeps it honest.
     """
     if lab.store.name == "moto":
         pytest.xfail("moto ignores IfNoneMatch on CopyObject: the HEAD-then-copy window is client-side only")

@@ -12,7 +12,7 @@ rclone serve s3     ignored         ignored              ignored           ignor
 ==================  ==============  ===================  ================  ====================
 
 s3seg checks with HEAD whatever the store ignores (and says so in the summary), so the same runs end exact
-on all three; only the width of the race windows differs (see REPORT.md).
+on all three; only the width of the race windows differs (see docs/safety.md, "Known limits").
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ import botocore.session
 import pytest
 from botocore.awsrequest import AWSResponse
 from helpers import ObjectState, cdr_key, snapshot, write_config
-from moto import mock_aws
 
 import s3seg.executor
 import s3seg.storage
@@ -38,31 +37,9 @@ NOW = datetime(2023, 1, 2, 12, 0, 0)
 SEG = "segregated/2022/12/31/10/"  # where cdr_key(n) (2022-12-31, hour 10) goes
 MODES = ["client", "server-call", "server-send", "server-patch"]
 MIB = 1024 * 1024
-_LOADER = botocore.loaders.create_loader()
 
 
 # -- fixtures and helpers -------------------------------------------------------------------------------------
-@pytest.fixture
-def s3(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """In-process moto, or the moto server for the "server-send" mode (overrides the conftest fixture, so
-    ``bucket`` is created where the test runs)."""
-    # Worker resources are cached per process by config; a client from another test (and its hooks) must
-    # not leak into this one.
-    monkeypatch.setattr(s3seg.worker, "_cache", {})
-    # s3seg builds a boto3 session per client (once per worker process in production); here that would
-    # re-parse botocore's JSON models for every apply. Share one loader: same models, parsed once.
-    monkeypatch.setattr(botocore.session, "create_loader", lambda *_: _LOADER)
-    callspec = getattr(request.node, "callspec", None)
-    if callspec is not None and callspec.params.get("mode") == "server-send":
-        endpoint = request.getfixturevalue("moto_endpoint")
-        # This mode's enforcement lives in botocore hooks: every request must go through botocore.
-        monkeypatch.setattr(s3seg.storage.LeanPath, "for_client", classmethod(lambda cls, client: None))
-        yield boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        return
-    with mock_aws():
-        yield boto3.client("s3", region_name="us-east-1")
-
-
 def endpoint_of(s3: Any) -> str | None:
     url = str(s3.meta.endpoint_url)
     return url if url.startswith("http://127.0.0.1") else None

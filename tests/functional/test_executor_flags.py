@@ -7,23 +7,14 @@ import io
 import os
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from helpers import cdr_key, write_config
-from moto import mock_aws
 
 from s3seg import cli, commands, config
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        yield boto3.client("s3", region_name="us-east-1")
 
 
 @pytest.fixture

@@ -17,17 +17,13 @@ import io
 import json
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from helpers import cdr_key, write_config
-from moto import mock_aws
 
-import s3seg.worker
 from s3seg import cli, commands, config
 from s3seg.errors import PlanError, UsageError
 from s3seg.inventory import decode_key
@@ -37,20 +33,6 @@ NOW = datetime(2023, 1, 2, 12, 0, 0)
 SEG = "segregated/2022/12/31/10/"
 SCHEMA = "Bucket, Key, Size, LastModifiedDate, ETag, StorageClass"
 ODD_NAMES = ["with space.txt", "plus+sign.txt", "percent%2B.txt", "tilde~star*.txt", "ünï cødé €.txt", "emoji 😀.txt"]
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setattr(s3seg.worker, "_cache", {})
-    with mock_aws():
-        yield boto3.client("s3", region_name="us-east-1")
-
-
-@pytest.fixture
-def bucket(s3: Any) -> str:
-    name = f"t-{uuid.uuid4().hex[:20]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 def aws_encode(key: str) -> str:

@@ -23,16 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from helpers import cdr_key, write_config
-from moto import mock_aws
 
 pa = pytest.importorskip("pyarrow")
 orc = pytest.importorskip("pyarrow.orc")
 pq = pytest.importorskip("pyarrow.parquet")
 
-import s3seg.worker  # noqa: E402
 from s3seg import cli, columnar, commands, config  # noqa: E402
 from s3seg import inventory as inv  # noqa: E402
 from s3seg.errors import PlanError, UsageError  # noqa: E402
@@ -64,20 +61,6 @@ CURRENT = [
 ]
 VERSIONS = [("version_id", "string", False), ("is_latest", "bool", False), ("is_delete_marker", "bool", False)]
 ALL_VERSIONS = CURRENT[:2] + VERSIONS + CURRENT[2:]
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setattr(s3seg.worker, "_cache", {})
-    with mock_aws():
-        yield boto3.client("s3", region_name="us-east-1")
-
-
-@pytest.fixture
-def bucket(s3: Any) -> str:
-    name = f"t-{uuid.uuid4().hex[:20]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 # -- writing reports as S3 does --------------------------------------------------------------------------------

@@ -3,35 +3,17 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-import pytest
 from helpers import cdr_key, write_config
-from moto import mock_aws
 
 from s3seg import commands, config
 from s3seg.listing import list_pages
 from s3seg.manifest import Manifest
 from s3seg.storage import Storage
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        yield boto3.client("s3", region_name="us-east-1")
-
-
-@pytest.fixture
-def bucket(s3: Any) -> str:
-    name = f"t-{uuid.uuid4().hex[:20]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 def seed(s3: Any, bucket: str) -> set[str]:

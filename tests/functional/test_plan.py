@@ -15,10 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from helpers import cdr_key, snapshot, write_config
-from moto import mock_aws
 
 from s3seg import __version__, cli, commands
 from s3seg import config as config_mod
@@ -45,11 +43,10 @@ FIELDS = (
 
 
 @pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+def s3(s3: Any) -> Any:
+    """The shared in-process moto client (tests/functional/conftest.py), with BUCKET created."""
+    s3.create_bucket(Bucket=BUCKET)
+    return s3
 
 
 @pytest.fixture

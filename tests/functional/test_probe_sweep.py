@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from s3seg.storage import Storage
 
 
 @pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket="probe-sweep")
-        yield client
+def s3(s3: Any) -> Any:
+    """The shared in-process moto client (tests/functional/conftest.py), with probe-sweep created."""
+    s3.create_bucket(Bucket="probe-sweep")
+    return s3
 
 
 def keys(s3: Any) -> set[str]:

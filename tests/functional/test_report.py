@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixture ``s3`` is imported from test_apply, then used as an argument
 """The plan as a picture, in process (in-process moto): the HTML page's numbers equal the plan's, keys are
 escaped, nothing is fetched from a network, the terminal heatmap, and outcomes after apply."""
 
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers import cdr_key, write_config
-from test_apply import NOW, cli_run, endpoint_of, opts, put, s3  # noqa: F401
+from test_apply import NOW, cli_run, endpoint_of, opts, put
 
 from s3seg import commands, config, report
 from s3seg.planner import PlanReport

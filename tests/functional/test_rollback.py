@@ -1,4 +1,4 @@
-# ruff: noqa: F811 - the fixtures ``s3`` and ``enforce`` are imported from test_apply, then used as arguments
+# ruff: noqa: F811 - the fixture ``enforce`` is imported from test_apply, then used as an argument
 """rollback, in process: in-process ``moto.mock_aws`` (or the moto server) with the inline backend.
 
 Rollback runs the inverse moves through the same protocol, so the same emulations of AWS's copy conditions
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from helpers import cdr_key, snapshot
-from test_apply import (  # noqa: F401 - s3 and enforce are fixtures
+from test_apply import (  # noqa: F401 - enforce is a fixture
     MIB,
     Crash,
     Enforcer,
@@ -32,7 +32,6 @@ from test_apply import (  # noqa: F401 - s3 and enforce are fixtures
     opts,
     outcomes,
     put,
-    s3,
     seed,
     writes,
 )

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the fixture ``s3`` is imported from test_apply, then used as an argument
 """verify, in process (in-process moto): the journal's copy ETags, the prefixes listed, journals refused, and
 proof that verify lists instead of sending a HEAD per object and never writes."""
 
@@ -11,7 +10,7 @@ from typing import Any
 
 import pytest
 from helpers import cdr_key, snapshot
-from test_apply import MIB, cli_run, count_api_calls, dst_of, make_plan, opts, put, s3, seed  # noqa: F401
+from test_apply import MIB, cli_run, count_api_calls, dst_of, make_plan, opts, put, seed
 
 from s3seg import commands, verify
 from s3seg.manifest import Manifest, ManifestWriter, Move

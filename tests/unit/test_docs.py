@@ -1,0 +1,121 @@
+"""The docs and the code agree: every CLI flag and every config element is documented, and every documented one
+exists. Docs are README.md and docs/*.md; the config reference is docs/configuration.md's element table."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from lxml import etree
+
+from s3seg.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+XS = "{http://www.w3.org/2001/XMLSchema}"
+FENCE = re.compile(r"^```.*?^```", re.M | re.S)
+SPAN = re.compile(r"`([^`\n]+)`")
+LONG_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def _doc_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _parsers() -> list[argparse.ArgumentParser]:
+    top = build_parser()
+    found = [top]
+    for action in top._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found.extend(action.choices.values())
+    return found
+
+
+def _cli_flags() -> set[str]:
+    return {opt for p in _parsers() for a in p._actions for opt in a.option_strings if opt.startswith("--")}
+
+
+def _documented_flags() -> dict[str, str]:
+    """``--flag`` -> the first doc file naming it, from inline code spans that are s3seg's: a span starting with
+    ``s3seg`` or with a dash. Spans of other tools (``dask worker --nthreads 1``, ``python scripts/bench.py
+    --store rclone``) and fenced blocks are not flag documentation."""
+    found: dict[str, str] = {}
+    for path in _doc_files():
+        text = FENCE.sub("", path.read_text(encoding="utf-8"))
+        for span in SPAN.findall(text):
+            if span.startswith(("s3seg", "-")):
+                for flag in LONG_FLAG.findall(span):
+                    found.setdefault(flag, path.name)
+    return found
+
+
+def _xsd_elements() -> set[str]:
+    tree = etree.parse(str(ROOT / "s3seg" / "config.xsd"))
+    return {e.get("name") for e in tree.iter(f"{XS}element")} - {"config"}
+
+
+def _config_table() -> set[str]:
+    """The element names in the first column of docs/configuration.md's ``| element | required | ...`` table."""
+    lines = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| element | required | default |"))
+    names: set[str] = set()
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        m = re.match(r"\| `([a-z_0-9]+)` \|", line)
+        assert m, f"docs/configuration.md: a config table row without a `name` first: {line[:60]}"
+        names.add(m.group(1))
+    return names
+
+
+def _example() -> tuple[set[str], set[str]]:
+    """(elements of config.xml.example, element names inside its comments as ``<name>``)."""
+    tree = etree.parse(str(ROOT / "config.xml.example"))
+    elements = {str(e.tag) for e in tree.getroot() if isinstance(e.tag, str)}
+    commented = {
+        name for c in tree.getroot().iter(etree.Comment) for name in re.findall(r"<([a-z_0-9]+)\s*/?>", c.text or "")
+    }
+    return elements, commented
+
+
+def test_every_cli_flag_is_documented() -> None:
+    documented = _documented_flags()
+    missing = sorted(_cli_flags() - set(documented))
+    assert not missing, f"flags no doc names (in `backticks`, README.md or docs/*.md): {missing}"
+
+
+def test_every_documented_flag_exists() -> None:
+    flags = _cli_flags()
+    unknown = {f: where for f, where in _documented_flags().items() if f not in flags}
+    assert not unknown, f"documented flags no s3seg parser has: {unknown}"
+
+
+def test_the_flag_walk_sees_every_command() -> None:
+    names = {p.prog.split()[-1] for p in _parsers()[1:]}
+    assert names == {"plan", "apply", "rollback", "status", "run", "verify", "report"}
+    assert {"--config", "--dry-run", "--samples", "--lock-wait", "--version", "--help"} <= _cli_flags()
+
+
+def test_every_config_element_is_in_the_reference_table_and_the_example() -> None:
+    xsd = _xsd_elements()
+    elements, commented = _example()
+    assert not xsd - _config_table(), (
+        f"XSD elements missing from docs/configuration.md: {sorted(xsd - _config_table())}"
+    )
+    undocumented = xsd - elements - commented
+    assert not undocumented, f"XSD elements missing from config.xml.example: {sorted(undocumented)}"
+
+
+def test_every_documented_config_element_exists() -> None:
+    xsd = _xsd_elements()
+    elements, commented = _example()
+    assert not _config_table() - xsd, f"docs/configuration.md documents unknown elements: {_config_table() - xsd}"
+    assert not (elements | commented) - xsd, (
+        f"config.xml.example names unknown elements: {(elements | commented) - xsd}"
+    )
+
+
+def test_the_example_is_a_valid_config_in_every_element() -> None:
+    """config.xml.example's elements are the XSD's own: it validates against the schema as it stands."""
+    schema = etree.XMLSchema(etree.parse(str(ROOT / "s3seg" / "config.xsd")))
+    assert schema.validate(etree.parse(str(ROOT / "config.xml.example"))), schema.error_log
