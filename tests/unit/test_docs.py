@@ -35,6 +35,13 @@ def _cli_flags() -> set[str]:
     return {opt for p in _parsers() for a in p._actions for opt in a.option_strings if opt.startswith("--")}
 
 
+# Backticked names that start with dashes and are not s3seg flags: S3 bucket-name suffixes the lean path hands to
+# botocore (directory buckets, access-point aliases, table buckets).
+NOT_FLAGS = frozenset({"--x-s3", "--ol-s3", "--op-s3", "--table-s3"})
+# Pages that document the benchmark scripts' own flags (scripts/bench*.py), not s3seg's.
+SCRIPT_PAGES = frozenset({"benchmarks.md", "benchmarks-latency.md"})
+
+
 def _documented_flags() -> dict[str, str]:
     """``--flag`` -> the first doc file naming it, from inline code spans that are s3seg's: a span starting with
     ``s3seg`` or with a dash. Spans of other tools (``dask worker --nthreads 1``, ``python scripts/bench.py
@@ -43,9 +50,10 @@ def _documented_flags() -> dict[str, str]:
     for path in _doc_files():
         text = FENCE.sub("", path.read_text(encoding="utf-8"))
         for span in SPAN.findall(text):
-            if span.startswith(("s3seg", "-")):
+            if span.startswith("s3seg") or (span.startswith("-") and path.name not in SCRIPT_PAGES):
                 for flag in LONG_FLAG.findall(span):
-                    found.setdefault(flag, path.name)
+                    if flag not in NOT_FLAGS:
+                        found.setdefault(flag, path.name)
     return found
 
 
