@@ -40,7 +40,7 @@ from typing import Any
 
 from s3seg.journal import expand_ids, replay
 from s3seg.listing import Lister, list_pages
-from s3seg.manifest import Manifest, Move
+from s3seg.manifest import Manifest, Move, read_lines
 from s3seg.storage import Listed
 
 log = logging.getLogger(__name__)
@@ -257,13 +257,13 @@ class _Index:
 
 
 def _entries(path: str) -> Iterator[dict[str, Any]]:
-    with open(path, "rb") as f:
-        next(f, None)  # header
-        for raw in f:
-            data = json.loads(raw)
-            if data.get("type") == "trailer":
-                return
-            yield data
+    lines = read_lines(path)  # plain or gzip
+    next(lines, None)  # header
+    for raw in lines:
+        data = json.loads(raw)
+        if data.get("type") == "trailer":
+            return
+        yield data
 
 
 # -- the audit --------------------------------------------------------------------------------------------------
