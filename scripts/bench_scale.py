@@ -168,7 +168,9 @@ def one_size(n: int, work: Path, processes: int, threads: int) -> dict[str, Any]
         def first_copy(t: float) -> float | None:
             return round(t, 2) if store.copies() > before else None
 
-        res["resume"] = run(["apply", manifest, "--no-progress", "--json", "--lock-wait", "60"], env=env, until=first_copy)
+        res["resume"] = run(
+            ["apply", manifest, "--no-progress", "--json", "--lock-wait", "60"], env=env, until=first_copy
+        )
         res["journal_bytes"] = os.path.getsize(journal)
         res["apply_verified"] = store.listing() == {dst(i) for i in range(1, n + 1)}
         res["status"] = run(["status", manifest, "--json"], env=env)
