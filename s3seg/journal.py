@@ -2,12 +2,19 @@
 
 Layout (JSONL, next to the manifest as ``<manifest>.journal`` unless overridden)::
 
-    {"type": "header", "format": 1, "manifest_sha256": "...", "manifest": "plan.jsonl", "created": "..."}
-    {"ev": "intent", "dir": "apply", "ids": [1, 2, 3]}          durable BEFORE any copy of those ids
-    {"ev": "copied", "dir": "apply", "ids": [1, 2], "etags": {"2": "\"...\""}, "dedup": [3]}
+    {"type": "header", "format": 2, "manifest_sha256": "...", "manifest": "plan.jsonl", "created": "..."}
+    {"ev": "intent", "dir": "apply", "ids": [[1, 500]]}         durable BEFORE any copy of those ids
+    {"ev": "copied", "dir": "apply", "ids": [[1, 498], 500], "etags": {"2": "\"...\""}, "dedup": [3]}
                                                               durable BEFORE the source deletes
-    {"ev": "outcome", "dir": "apply", "status": "done", "ids": [1, 2]}          may be group-committed
-    {"ev": "outcome", "dir": "apply", "status": "failed", "ids": [7], "code": "AccessDenied", "msg": "..."}
+    {"ev": "outcome", "dir": "apply", "status": "done", "ids": [[1, 498], 500]}   may be group-committed
+    {"ev": "outcome", "dir": "apply", "status": "failed", "ids": [499], "code": "AccessDenied", "msg": "..."}
+
+``ids`` is a list whose items are single ids or ``[first, last]`` runs of consecutive ids (both ends included):
+batches are runs of consecutive manifest ids, so a batch of 500 costs a few dozen bytes per record, about two
+bytes per object for its three records. Format 1 journals (``ids`` as plain integers) are read as before, and
+appended to in their own format; a run is written only where it is shorter than the integers it stands for.
+The ids of one record are independent of each other (each id's state follows from the record alone), so the
+writer sorts them before forming runs.
 
 Replaying the lines in order gives each id's latest ``Status``. ``etags`` holds a destination ETag only when
 it differs from the planned source ETag (multipart or KMS copies), so memory stays one byte per move plus the
@@ -43,7 +50,8 @@ from s3seg.crashpoints import crash_point
 from s3seg.errors import JournalError, JournalWriteError, LockedError, os_reason
 from s3seg.manifest import fsync_dir
 
-FORMAT = 1
+FORMAT = 2  # 2: ``ids`` may hold [first, last] runs; 1: plain integers only (still read)
+FORMATS = frozenset({1, 2})
 
 
 class Status(enum.IntEnum):
@@ -94,6 +102,8 @@ ROLLBACK_OPEN = frozenset(
     }
 )
 _ROLLBACK_OPEN_BYTES = frozenset(int(s) for s in ROLLBACK_OPEN)
+_ROLLBACK_OPEN_TABLE = bytes(b in _ROLLBACK_OPEN_BYTES for b in range(256))
+_NONZERO_TABLE = bytes(b != 0 for b in range(256))
 _BY_LABEL = {s.label: s for s in Status}
 _DIRS = ("apply", "rollback")
 
@@ -144,13 +154,14 @@ class JournalState:
         self.copy_etags: dict[int, str] = {}
         self.dedup: set[int] = set()
         self.last_error: dict[int, str] = {}
+        self.format = FORMAT  # of the journal replayed into this state (what its writer keeps appending)
 
     def apply(self, record: dict[str, Any]) -> None:
         ev = record["ev"]
         direction = record["dir"]
         if direction not in _DIRS:
             raise ValueError(f"unknown dir {direction!r}")
-        ids = record["ids"]
+        ids = expand_ids(record["ids"], self.entries)
         for i in ids:
             if not isinstance(i, int) or not 0 < i <= self.entries:
                 raise ValueError(f"id {i!r} is not in the manifest")
@@ -243,6 +254,22 @@ class JournalState:
         raw = Counter(self.states[1:])
         return Counter({Status(k): v for k, v in raw.items()})
 
+    def mask(self, statuses: frozenset[Status]) -> bytes:
+        """``mask[id]`` is 1 where move ``id`` is in one of ``statuses``, else 0 (index 0 is 0). C speed."""
+        table = bytes(s in statuses for s in range(256))
+        out = bytearray(self.states.translate(table))
+        out[0] = 0
+        return bytes(out)
+
+    def rollback_mask(self) -> bytes:
+        """``mask[id]`` is 1 where ``rollback_wanted(id)``, else 0 (index 0 is 0). C speed."""
+        n = len(self.states)
+        opened = int.from_bytes(self.states.translate(_ROLLBACK_OPEN_TABLE), "big")
+        owned = int.from_bytes(self.own.translate(_NONZERO_TABLE), "big")
+        out = bytearray((opened | owned).to_bytes(n, "big"))
+        out[0] = 0
+        return bytes(out)
+
     def ids_with(self, statuses: frozenset[Status]) -> Iterator[int]:
         wanted = bytes(s in statuses for s in range(256))
         states = self.states
@@ -271,8 +298,9 @@ def replay(path: str, *, manifest_sha256: str, entries: int) -> tuple[JournalSta
                     "Restore it from a backup, or inspect the bucket before planning again",
                 )
             if lineno == 1:
-                if record.get("type") != "header" or record.get("format") != FORMAT:
+                if record.get("type") != "header" or record.get("format") not in FORMATS:
                     raise JournalError(path, 1, "not an s3seg journal header")
+                state.format = record["format"]
                 if record.get("manifest_sha256") != manifest_sha256:
                     raise JournalError(
                         path,
@@ -310,6 +338,7 @@ class Journal:
             raise
         self._unsynced = False
         self._last_sync = time.monotonic()
+        self._compact = self.state.format >= 2
 
     def _open(self, manifest_sha256: str, manifest_name: str, entries: int) -> tuple[JournalState, IO[bytes]]:
         try:
@@ -388,13 +417,16 @@ class Journal:
         else:
             self._unsynced = True
 
+    def _ids(self, ids: list[int]) -> list[Any]:
+        return compact_ids(ids) if self._compact else list(ids)
+
     def intent(self, direction: str, ids: list[int]) -> None:
         """Durably announce that these ids are about to be copied (before any request is sent)."""
-        self._append({"ev": "intent", "dir": direction, "ids": ids}, durable=True)
+        self._append({"ev": "intent", "dir": direction, "ids": self._ids(ids)}, durable=True)
 
     def copied(self, direction: str, ids: list[int], etags: dict[int, str], dedup: list[int]) -> None:
         """Durably record proven copies (before any source delete is sent)."""
-        record: dict[str, Any] = {"ev": "copied", "dir": direction, "ids": ids}
+        record: dict[str, Any] = {"ev": "copied", "dir": direction, "ids": self._ids(ids)}
         if etags:
             record["etags"] = {str(k): v for k, v in etags.items()}
         if dedup:
@@ -403,7 +435,7 @@ class Journal:
 
     def outcome(self, direction: str, status: Status, ids: list[int], code: str = "", msg: str = "") -> None:
         """Record final outcomes; group-committed (fsynced at most every second, and on close)."""
-        record: dict[str, Any] = {"ev": "outcome", "dir": direction, "status": status.label, "ids": ids}
+        record: dict[str, Any] = {"ev": "outcome", "dir": direction, "status": status.label, "ids": self._ids(ids)}
         if code:
             record["code"] = code
             record["msg"] = msg[:500]
@@ -484,6 +516,51 @@ def _open_for_reading(path: str) -> IO[bytes]:
 
 _STRING_FIELDS = ("ev", "dir", "status", "code", "msg")
 _INT = {int}
+_ID_ITEMS = {int, list}
+
+
+def _is_run(item: list[Any]) -> bool:
+    return len(item) == 2 and type(item[0]) is int and type(item[1]) is int and item[0] <= item[1]
+
+
+def compact_ids(ids: Iterable[int]) -> list[Any]:
+    """The ids sorted, with every run of three or more consecutive ids written as ``[first, last]``.
+
+    ``expand_ids`` of the result is ``sorted(ids)`` (duplicates kept). Runs of two stay integers: ``5,6`` is
+    shorter than ``[5,6]``.
+    """
+    out: list[Any] = []
+    ordered = sorted(ids)
+    n = len(ordered)
+    k = 0
+    while k < n:
+        first = ordered[k]
+        j = k
+        while j + 1 < n and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        if j - k >= 2:
+            out.append([first, ordered[j]])
+        else:
+            out.extend(ordered[k : j + 1])
+        k = j + 1
+    return out
+
+
+def expand_ids(ids: list[Any], entries: int) -> list[int]:
+    """A record's ``ids`` as plain integers: ``[first, last]`` runs expanded (after checking they lie within the
+    manifest, so a hostile run cannot make a huge list); plain integers are returned unchanged for the caller
+    to check."""
+    if list not in set(map(type, ids)):  # C speed: format 1 records, and most of format 2's outcome lists
+        return ids
+    out: list[int] = []
+    for item in ids:
+        if type(item) is list:
+            if not _is_run(item) or not 0 < item[0] <= item[1] <= entries:
+                raise ValueError(f"run {item!r} is not a range of ids in the manifest")
+            out.extend(range(item[0], item[1] + 1))
+        else:
+            out.append(item)
+    return out
 
 
 def check_record(record: dict[str, Any], entries: int) -> None:
@@ -493,8 +570,11 @@ def check_record(record: dict[str, Any], entries: int) -> None:
         if name in record and type(record[name]) is not str:
             raise ValueError(f"field {name!r} is not a string")
     ids = record.get("ids")
-    if type(ids) is not list or not set(map(type, ids)) <= _INT:  # a C-speed loop: replay reads millions of ids
+    if type(ids) is not list:
         raise ValueError("field 'ids' is missing or not a list of integers")
+    types = set(map(type, ids))  # a C-speed loop: replay reads millions of ids
+    if not types <= _INT and (not types <= _ID_ITEMS or not all(_is_run(i) for i in ids if type(i) is list)):
+        raise ValueError("field 'ids' is not a list of integers and [first, last] runs")
     dedup = record.get("dedup", [])
     if type(dedup) is not list or not all(type(i) is int and 0 < i <= entries for i in dedup):
         raise ValueError("field 'dedup' is not a list of ids in the manifest")

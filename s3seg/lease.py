@@ -76,12 +76,16 @@ def _boot_id() -> str:
 
 
 def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22): tells a reused pid."""
+    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22): tells a reused pid.
+
+    "" for a process that is gone, including a zombie (killed, not yet reaped by its parent): it sends nothing.
+    """
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+            fields = f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return ""
+    return "" if not fields or fields[0] in ("Z", "X") or len(fields) < 20 else fields[19]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,26 +12,37 @@ line, whose endpoint and config apply obeys) make a truncated, edited, reordered
 detectable before anything touches S3. A manifest is written to a temporary file and renamed into place only
 once complete, so a crashed ``plan`` never leaves a plausible-looking half manifest.
 
+Compressed manifests: a path ending in ``.gz`` is written gzip-compressed (stdlib ``gzip``, one member); the
+reader recognises gzip by its magic bytes, whatever the name, and decompresses as it streams. Every digest
+(trailer, header, and the SHA-256 a journal binds to) is over the UNCOMPRESSED lines, so ``gunzip`` of a plan
+keeps its journal valid, and a truncated or corrupt compressed file is refused like a truncated plain one.
+
 Must not: know about S3 clients, the journal or execution.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
 import stat
 import tempfile
 import weakref
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 from s3seg.errors import ManifestError, ManifestWriteError, os_reason
 
 FORMAT = 1
+GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
 
+_NAMES: tuple[str, ...]
+_TYPES: tuple[type, ...]
 _FIELDS: dict[str, type] = {
     "id": int,
     "src_bucket": str,
@@ -44,6 +55,19 @@ _FIELDS: dict[str, type] = {
     "last_modified": str,
     "reason": str,
 }
+
+
+_NAMES, _TYPES = tuple(_FIELDS), tuple(_FIELDS.values())
+
+
+def check_entry(data: dict[str, Any]) -> None:
+    """Raise ``ValueError`` unless ``data`` is a well-formed entry (what ``Move.from_dict`` accepts), at C speed."""
+    if tuple(map(type, map(data.get, _NAMES))) != _TYPES:
+        for name, typ in _FIELDS.items():
+            if type(data.get(name)) is not typ:
+                raise ValueError(f"field {name!r} missing or not a {typ.__name__}")
+    if type(data.get("detail", "")) is not str:
+        raise ValueError("field 'detail' is not a string")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,11 +146,17 @@ class ManifestWriter:
         with self._guard():
             fd, self._tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
         try:
-            self._file: IO[bytes] = os.fdopen(fd, "wb")
+            self._raw: IO[bytes] = os.fdopen(fd, "wb")
         except BaseException:
             os.close(fd)
             _unlink(self._tmp)
             raise
+        self.compressed = path.endswith(".gz")
+        self._file: IO[bytes] = (
+            gzip.GzipFile(filename="", fileobj=self._raw, mode="wb", compresslevel=6, mtime=0)  # type: ignore[assignment]
+            if self.compressed
+            else self._raw
+        )
         self._digest = hashlib.sha256()
         self.count = 0
         try:
@@ -165,8 +195,11 @@ class ManifestWriter:
         return self._tmp
 
     def flush(self) -> None:
+        """Make everything added so far readable in ``partial_path`` (``read_lines`` reads a partial gzip)."""
         with self._guard():
-            self._file.flush()
+            if isinstance(self._file, gzip.GzipFile):
+                self._file.flush(zlib.Z_SYNC_FLUSH)
+            self._raw.flush()
 
     def close(self) -> str:
         """Finish the manifest; returns the SHA-256 of the whole file (what a journal binds to).
@@ -183,10 +216,12 @@ class ManifestWriter:
                 }
             )
             with self._guard():
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
-                digest = file_sha256(self._tmp)  # before the rename: the digest of exactly what we wrote
+                if self._file is not self._raw:
+                    self._file.close()  # the gzip trailer; the raw file stays open
+                self._raw.flush()
+                os.fsync(self._raw.fileno())
+                self._raw.close()
+                digest = content_sha256(self._tmp)  # before the rename: the digest of exactly what we wrote
                 os.replace(self._tmp, self.path)
                 self._renamed = True
                 fsync_dir(self.path)
@@ -197,8 +232,9 @@ class ManifestWriter:
 
     def abort(self) -> None:
         """Drop the partial manifest (a failed plan leaves nothing behind). Never raises an ``OSError``."""
-        with contextlib.suppress(OSError):
-            self._file.close()  # a full disk fails the final flush again: the bytes are dropped anyway
+        for f in (self._file, self._raw):
+            with contextlib.suppress(OSError, ValueError):
+                f.close()  # a full disk fails the final flush again: the bytes are dropped anyway
         for path in (self._tmp, self.path) if self._renamed else (self._tmp,):
             _unlink(path)
 
@@ -225,13 +261,96 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def content_sha256(path: str) -> str:
+    """SHA-256 of a manifest's uncompressed lines: of the file itself when plain, of its content when gzip."""
+    digest = hashlib.sha256()
+    for chunk in read_chunks(path):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_chunks(path: str, *, partial: bool = False) -> Iterator[bytes]:
+    """A manifest file's uncompressed bytes in chunks. ``partial``: a gzip stream still being written (flushed,
+    not finished) ends without complaint."""
+    with open(path, "rb") as f:
+        chunks: Iterable[bytes] = iter(lambda: f.read(_CHUNK), b"")
+        first = next(iter(chunks), b"")
+        if first[:2] == GZIP_MAGIC:
+            yield from _gunzip(_prepend(first, chunks), partial=partial)
+        else:
+            yield first
+            yield from chunks
+
+
+def read_lines(path: str, *, partial: bool = False) -> Iterator[bytes]:
+    """A manifest file's uncompressed lines (plain or gzip), read with a small buffer. ``partial``: a gzip
+    stream still being written (flushed, not finished) ends without complaint."""
+    with open(path, "rb") as f:
+        magic = f.read(2)
+        f.seek(0)
+        if magic != GZIP_MAGIC:
+            yield from f
+            return
+        with gzip.GzipFile(fileobj=f) as g:
+            try:
+                yield from g
+            except EOFError:
+                if not partial:
+                    raise
+
+
+def _prepend(first: bytes, rest: Iterable[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+class TruncatedGzip(ValueError):
+    """The compressed stream ended inside a gzip member."""
+
+
+def _gunzip(chunks: Iterable[bytes], *, partial: bool = False) -> Iterator[bytes]:
+    """Decompress a gzip stream of one or more members, at most ``_CHUNK`` bytes of output at a time (a small
+    file that inflates hugely costs no memory). Raises ``zlib.error`` on corrupt data and ``TruncatedGzip`` if
+    the stream ends inside a member (unless ``partial``)."""
+    d = zlib.decompressobj(wbits=31)
+    fed = False
+    for chunk in chunks:
+        data = chunk
+        while data:
+            if d.eof:  # another member follows
+                d = zlib.decompressobj(wbits=31)
+            fed = True
+            out = d.decompress(data, _CHUNK)
+            if out:
+                yield out
+            data = d.unused_data if d.eof else d.unconsumed_tail
+    if fed and not d.eof:
+        if not partial:
+            raise TruncatedGzip("the compressed manifest ends in the middle of its gzip stream")
+        yield d.flush()
+
+
+def _split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) != -1:
+            yield pending[start : end + 1]
+            start = end + 1
+        pending = pending[start:]
+    if pending:
+        yield pending
+
+
 @dataclass(frozen=True, slots=True)
 class ManifestInfo:
     """What a full verification pass learned about a manifest."""
 
     header: dict[str, Any]
     entries: int
-    sha256: str  # of the whole file
+    sha256: str  # of the whole file (uncompressed)
+    buckets: frozenset[tuple[str, str]] = frozenset()  # (src_bucket, dst_bucket) pairs; empty after a light verify
 
 
 class Manifest:
@@ -295,28 +414,32 @@ class Manifest:
         st = os.fstat(fd)
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def _lines(self, fd: int) -> Iterator[bytes]:
-        """The file's lines, read through ``fd`` from offset 0 with positioned reads (no shared offset)."""
+    def _chunks(self, fd: int) -> Iterator[bytes]:
+        """The file's bytes, read through ``fd`` from offset 0 with positioned reads (no shared offset)."""
         offset = 0
-        pending = b""
-        while True:
-            chunk = os.pread(fd, 1 << 20, offset)
-            if not chunk:
-                break
+        while chunk := os.pread(fd, _CHUNK, offset):
             offset += len(chunk)
-            pending += chunk
-            start = 0
-            while (end := pending.find(b"\n", start)) != -1:
-                yield pending[start : end + 1]
-                start = end + 1
-            pending = pending[start:]
-        if pending:
-            yield pending
+            yield chunk
 
-    def verify(self) -> ManifestInfo:
+    def _lines(self, fd: int) -> Iterator[bytes]:
+        """The file's (uncompressed) lines; a gzip file is recognised by its magic and decompressed."""
+        if os.pread(fd, 2, 0) != GZIP_MAGIC:
+            yield from _split_lines(self._chunks(fd))
+            return
+        try:
+            yield from _split_lines(_gunzip(self._chunks(fd)))
+        except TruncatedGzip:
+            raise self._error(None, "the compressed manifest is truncated (was `s3seg plan` interrupted?)") from None
+        except zlib.error as exc:
+            raise self._error(None, f"the compressed manifest is corrupt ({exc}); plan again") from None
+
+    def verify(self, *, entries_checked: bool = True) -> ManifestInfo:
         """Check the whole file: header, ids 1..N in order, every entry well-formed, trailer count and digest.
 
         Raises ``ManifestError`` naming the line; a manifest that passes has not been truncated or edited.
+        ``entries_checked=False`` (``status``, which executes nothing) hashes and counts every line and checks
+        each entry's id from its first bytes, without parsing the entries as JSON: the digests still prove the
+        file is the one plan wrote; ``moves()`` after such a verify checks every entry it yields.
         """
         fd = self._open()
         before = self._identity(fd)
@@ -326,12 +449,17 @@ class Manifest:
         header_sha256 = ""
         trailer: dict[str, Any] | None = None
         count = 0
+        pairs: set[tuple[str, str]] = set()
         for lineno, raw in enumerate(self._lines(fd), start=1):
             whole.update(raw)
             if trailer is not None:
                 raise self._error(lineno, "data after the trailer: the manifest was edited or concatenated")
             if not raw.endswith(b"\n"):
                 raise self._error(lineno, "last line is incomplete: the manifest is truncated")
+            if not entries_checked and lineno > 1 and raw.startswith(b'{"id":%d,' % (count + 1)):
+                entries.update(raw)  # the digest, checked against the trailer, vouches for the rest of the line
+                count += 1
+                continue
             data = self._parse(raw, lineno)
             if lineno == 1:
                 if data.get("type") != "header":
@@ -345,13 +473,14 @@ class Manifest:
                 trailer = data
                 continue
             try:
-                move = Move.from_dict(data)
+                check_entry(data)
             except ValueError as exc:
                 raise self._error(lineno, f"malformed entry: {exc}") from None
-            if move.id != count + 1:
+            if data["id"] != count + 1:
                 raise self._error(
-                    lineno, f"entry id {move.id} out of sequence (expected {count + 1}): lines were edited"
+                    lineno, f"entry id {data['id']} out of sequence (expected {count + 1}): lines were edited"
                 )
+            pairs.add((data["src_bucket"], data["dst_bucket"]))
             entries.update(raw)
             count += 1
         if header is None:
@@ -370,7 +499,7 @@ class Manifest:
             raise self._error(None, "the manifest changed while it was being verified; try again")
         self._stat = before
         self._entries_sha256 = entries.hexdigest()
-        self._info = ManifestInfo(header=header, entries=count, sha256=whole.hexdigest())
+        self._info = ManifestInfo(header=header, entries=count, sha256=whole.hexdigest(), buckets=frozenset(pairs))
         return self._info
 
     def _parse(self, raw: bytes, lineno: int) -> dict[str, Any]:
@@ -388,23 +517,35 @@ class Manifest:
                 None, "the manifest file was modified in place after it was verified; nothing more is read from it"
             )
 
-    def moves(self) -> Iterator[Move]:
-        """Stream the entries in id order, from the very file ``verify()`` checked (verified first if needed)."""
-        self.info  # noqa: B018 - verifies (and opens) the file once
+    def moves(self, skip: bytes | bytearray | None = None) -> Iterator[Move]:
+        """Stream the entries in id order, from the very file ``verify()`` checked (verified first if needed).
+
+        ``skip[id]`` true: that entry is hashed (the digest still covers every line) but neither parsed nor
+        yielded -- how a resume passes over what is done at the speed of hashing.
+        """
+        info = self.info  # verifies (and opens) the file once
         fd = self._open()
         self._check_unchanged(fd)
         digest = hashlib.sha256()
+        update = digest.update
         lines = self._lines(fd)
         next(lines, None)  # header
-        for lineno, raw in enumerate(lines, start=2):
-            data = self._parse(raw, lineno)
-            if data.get("type") == "trailer":
-                break
-            digest.update(raw)
+        entries = info.entries
+        move_id = 0
+        for raw in lines:
+            if move_id == entries:
+                break  # the trailer
+            move_id += 1
+            update(raw)
+            if skip is not None and skip[move_id]:
+                continue
+            data = self._parse(raw, move_id + 1)
             try:
                 move = Move.from_dict(data)
             except ValueError as exc:
-                raise self._error(lineno, f"malformed entry: {exc}") from None
+                raise self._error(move_id + 1, f"malformed entry: {exc}") from None
+            if move.id != move_id:
+                raise self._error(move_id + 1, "the manifest's entries changed after it was verified")
             yield move
         self._check_unchanged(fd)
         if digest.hexdigest() != self._entries_sha256:

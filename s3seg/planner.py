@@ -34,7 +34,7 @@ from s3seg.config import Settings
 from s3seg.errors import PlanError, UsageError
 from s3seg.journal import journal_path_for
 from s3seg.listing import list_pages
-from s3seg.manifest import Manifest, ManifestWriter, Move
+from s3seg.manifest import Manifest, ManifestWriter, Move, read_lines
 from s3seg.naming import MAX_KEY_BYTES, Reason, Rule, Skip, destination, skip_reason
 from s3seg.storage import Listed, Storage
 
@@ -283,21 +283,21 @@ def _exact_collision_check(manifest_tmp: str) -> None:
     try:
         db = sqlite3.connect(db_path)
         db.execute("CREATE TABLE d (bucket TEXT, key TEXT, id INTEGER, PRIMARY KEY (bucket, key))")
-        with open(manifest_tmp, "rb") as f:
-            next(f)
-            for raw in f:
-                e = json.loads(raw)
-                try:
-                    db.execute("INSERT INTO d VALUES (?, ?, ?)", (e["dst_bucket"], e["dst_key"], e["id"]))
-                except sqlite3.IntegrityError:
-                    (other,) = db.execute(
-                        "SELECT id FROM d WHERE bucket = ? AND key = ?", (e["dst_bucket"], e["dst_key"])
-                    ).fetchone()
-                    raise PlanError(
-                        f"two sources map to one destination s3://{e['dst_bucket']}/{e['dst_key']} "
-                        f"(entries {other} and {e['id']}, the second from {e['src_key']!r}); "
-                        "make the s3_segregated_dir template end with '/' so folders cannot nest"
-                    ) from None
+        lines = read_lines(manifest_tmp, partial=True)  # plain, or gzip flushed but not finished
+        next(lines)
+        for raw in lines:
+            e = json.loads(raw)
+            try:
+                db.execute("INSERT INTO d VALUES (?, ?, ?)", (e["dst_bucket"], e["dst_key"], e["id"]))
+            except sqlite3.IntegrityError:
+                (other,) = db.execute(
+                    "SELECT id FROM d WHERE bucket = ? AND key = ?", (e["dst_bucket"], e["dst_key"])
+                ).fetchone()
+                raise PlanError(
+                    f"two sources map to one destination s3://{e['dst_bucket']}/{e['dst_key']} "
+                    f"(entries {other} and {e['id']}, the second from {e['src_key']!r}); "
+                    "make the s3_segregated_dir template end with '/' so folders cannot nest"
+                ) from None
         db.close()
     finally:
         os.unlink(db_path)

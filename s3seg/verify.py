@@ -38,9 +38,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from s3seg.journal import replay
+from s3seg.journal import expand_ids, replay
 from s3seg.listing import Lister, list_pages
-from s3seg.manifest import Manifest, Move
+from s3seg.manifest import Manifest, Move, read_lines
 from s3seg.storage import Listed
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def accepted_etags(journal_path: str, *, manifest_sha256: str, entries: int) -> 
             if rollback:
                 # A rollback copy records an ETag only where it differs from the destination's, so a restored
                 # source may also carry the ETag apply's copy gave the destination (same parts, same bytes).
-                for i in record.get("ids") or ():
+                for i in expand_ids(record.get("ids") or [], entries):
                     if i in out.destination:
                         out.source.setdefault(i, set()).update(out.destination[i])
     return out
@@ -257,13 +257,13 @@ class _Index:
 
 
 def _entries(path: str) -> Iterator[dict[str, Any]]:
-    with open(path, "rb") as f:
-        next(f, None)  # header
-        for raw in f:
-            data = json.loads(raw)
-            if data.get("type") == "trailer":
-                return
-            yield data
+    lines = read_lines(path)  # plain or gzip
+    next(lines, None)  # header
+    for raw in lines:
+        data = json.loads(raw)
+        if data.get("type") == "trailer":
+            return
+        yield data
 
 
 # -- the audit --------------------------------------------------------------------------------------------------

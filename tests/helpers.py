@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from s3seg.journal import expand_ids
+
 CDR = "CHARGINGCDR_4008-BRCCNH-CCNCDR44-01-Blk0Blk-{n:04d}-{date}-{hour:02d}0511-78.ccn"
 CDR_PATTERN = r"^CHARGINGCDR_.*-(\d{8})-?(\d{2}).*"
 
@@ -87,3 +89,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def record_ids(record: dict[str, Any]) -> list[int]:
+    """A journal record's ids as integers (format 2 writes runs of consecutive ids as [first, last])."""
+    return expand_ids(record["ids"], sys.maxsize)

@@ -24,7 +24,7 @@ import botocore.loaders
 import botocore.session
 import pytest
 from botocore.awsrequest import AWSResponse
-from helpers import ObjectState, cdr_key, snapshot, write_config
+from helpers import ObjectState, cdr_key, record_ids, snapshot, write_config
 
 import s3seg.executor
 import s3seg.storage
@@ -105,7 +105,7 @@ def outcomes(manifest: str, direction: str = "apply") -> dict[int, str]:
     out: dict[int, str] = {}
     for r in journal_records(manifest)[1:]:
         if r["ev"] == "outcome" and r["dir"] == direction:
-            for i in r["ids"]:
+            for i in record_ids(r):
                 out[i] = r["status"]
     return out
 
@@ -277,7 +277,7 @@ def test_journal_records_each_intent_before_its_copy_and_each_copied_record_befo
 
     def ids_in(ev: str) -> set[int]:
         with open(manifest + ".journal", encoding="utf-8") as f:  # what is on disk now, not in a buffer
-            return {i for line in f for r in [json.loads(line)] if r.get("ev") == ev for i in r["ids"]}
+            return {i for line in f for r in [json.loads(line)] if r.get("ev") == ev for i in record_ids(r)}
 
     def stash(params: dict[str, Any], **_: Any) -> None:
         local.params = params.copy()
@@ -315,11 +315,11 @@ def test_journal_records_each_intent_before_its_copy_and_each_copied_record_befo
     assert records[0]["type"] == "header" and records[0]["manifest"] == "plan.jsonl"
     first: dict[tuple[str, int], int] = {}
     for n, r in enumerate(records[1:], start=1):
-        for i in r["ids"]:
+        for i in record_ids(r):
             first.setdefault((r["ev"], i), n)
     for i in range(1, 13):
         assert first[("intent", i)] < first[("copied", i)] < first[("outcome", i)]
-    assert [len(r["ids"]) for r in records if r.get("ev") == "intent"] == [5, 5, 2]
+    assert [len(record_ids(r)) for r in records if r.get("ev") == "intent"] == [5, 5, 2]
     # Pipelined, the second batch's intent is written before the first batch's deletes are finished.
     assert (first[("intent", 6)] < first[("outcome", 1)]) is pipelined
 

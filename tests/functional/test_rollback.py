@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import cdr_key, snapshot
+from helpers import cdr_key, record_ids, snapshot
 from test_apply import (  # noqa: F401 - enforce is a fixture
     MIB,
     Crash,
@@ -397,8 +397,8 @@ def test_rollback_journal_records_follow_the_same_protocol(s3: Any, bucket: str,
 
     first: dict[tuple[str, int], int] = {}
     for n, r in enumerate(records):
-        for i in r["ids"]:
+        for i in record_ids(r):
             first.setdefault((r["ev"], i), n)
     for i in range(1, 5):
         assert first[("intent", i)] < first[("copied", i)] < first[("outcome", i)]
-    assert [r["ids"] for r in records if r["ev"] == "intent"] == [[1, 2, 3], [4]]
+    assert [record_ids(r) for r in records if r["ev"] == "intent"] == [[1, 2, 3], [4]]

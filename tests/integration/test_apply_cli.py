@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import cdr_key, run_cli, snapshot, write_config
+from helpers import cdr_key, record_ids, run_cli, snapshot, write_config
 
 from s3seg.journal import Journal
 from s3seg.manifest import Manifest
@@ -65,7 +65,7 @@ def latest(records: list[dict[str, Any]], direction: str) -> dict[int, str]:
     out: dict[int, str] = {}
     for r in records[1:]:
         if r["ev"] == "outcome" and r["dir"] == direction:
-            out.update(dict.fromkeys(r["ids"], r["status"]))
+            out.update(dict.fromkeys(record_ids(r), r["status"]))
     return out
 
 
@@ -100,8 +100,8 @@ def test_plan_apply_status_rollback_through_the_cli_with_the_process_pool(
     assert summary["this_run"] == {"done": len(objects)} and summary["finished"] == len(objects)
     records = journal(manifest)
     assert records[0]["type"] == "header"
-    assert sorted(i for r in records if r.get("ev") == "intent" for i in r["ids"]) == list(range(1, n + 1))
-    assert sorted(i for r in records if r.get("ev") == "copied" for i in r["ids"]) == list(range(1, n + 1))
+    assert sorted(i for r in records if r.get("ev") == "intent" for i in record_ids(r)) == list(range(1, n + 1))
+    assert sorted(i for r in records if r.get("ev") == "copied" for i in record_ids(r)) == list(range(1, n + 1))
     assert latest(records, "apply") == dict.fromkeys(range(1, n + 1), "done")
     assert len([r for r in records if r.get("ev") == "intent"]) == 8  # ceil(58 / 8) batches
 

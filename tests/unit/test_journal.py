@@ -346,3 +346,63 @@ def test_lock_held_by_another_process_is_released_when_it_is_killed(jpath: Path)
         if child.stdout is not None:
             child.stdout.close()
     assert os.path.exists(str(jpath) + ".lock")
+
+
+# --- compact ids (format 2) --------------------------------------------------------------------------------------
+
+
+def test_a_batch_is_written_as_one_run(jpath: Path) -> None:
+    with open_journal(jpath, entries=1000) as j:
+        j.intent("apply", list(range(1, 501)))
+        j.outcome("apply", Status.DONE, [*range(498, 0, -1), 500])  # out of order, 499 missing
+    lines = read_lines(jpath)
+    assert lines[0]["format"] == 2
+    assert lines[1]["ids"] == [[1, 500]]
+    assert lines[2]["ids"] == [[1, 498], 500]
+    state = replayed(jpath, entries=1000)
+    assert state.status_of(499) is Status.INTENT and state.status_of(500) is Status.DONE
+    assert state.status_of(1) is Status.DONE
+
+
+def test_bytes_per_object_of_a_typical_apply(jpath: Path) -> None:
+    n = 100_000
+    with open_journal(jpath, entries=n) as j:
+        for lo in range(1, n + 1, 500):
+            batch = list(range(lo, lo + 500))
+            j.intent("apply", batch)
+            j.copied("apply", batch, {}, [])
+            j.outcome("apply", Status.DONE, batch)
+    assert jpath.stat().st_size / n <= 1.0
+
+
+def test_a_format_1_journal_is_read_and_appended_to_in_format_1(jpath: Path) -> None:
+    header = {"type": "header", "format": 1, "manifest_sha256": SHA, "manifest": "p", "created": "x"}
+    jpath.write_text(json.dumps(header) + "\n" + json.dumps({"ev": "intent", "dir": "apply", "ids": [1, 2, 3]}) + "\n")
+    with open_journal(jpath) as j:
+        assert j.state.status_of(3) is Status.INTENT
+        j.outcome("apply", Status.DONE, [1, 2, 3])
+    assert read_lines(jpath)[-1]["ids"] == [1, 2, 3]
+    assert replayed(jpath).status_of(2) is Status.DONE
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[[1, 11]], [[0, 3]], [[5, 4]], [[1, True]], [[1, 2, 3]], [[1]], [["1", 3]], [[1.0, 3]], [{"a": 1}], [[[1, 2]]]],
+)
+def test_bad_runs_are_refused(jpath: Path, ids: list[object]) -> None:
+    with open_journal(jpath):
+        pass
+    with jpath.open("a") as f:
+        f.write(json.dumps({"ev": "intent", "dir": "apply", "ids": ids}) + "\n")
+        f.write(json.dumps({"ev": "intent", "dir": "apply", "ids": [1]}) + "\n")
+    with pytest.raises(JournalError, match="malformed record"):
+        replayed(jpath)
+
+
+def test_a_huge_run_is_refused_before_it_is_expanded(jpath: Path) -> None:
+    with open_journal(jpath):
+        pass
+    with jpath.open("a") as f:
+        f.write(json.dumps({"ev": "intent", "dir": "apply", "ids": [[1, 10**15]]}) + "\n\n")
+    with pytest.raises(JournalError, match="not a range of ids"):
+        replayed(jpath)
