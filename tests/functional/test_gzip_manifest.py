@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers import snapshot, write_config
-from test_apply import NOW, cli_run, contents, endpoint_of, moved, outcomes, s3, seed  # noqa: F401 - s3 is a fixture
+from test_apply import NOW, cli_run, contents, endpoint_of, moved, outcomes, seed
 
 from s3seg import commands, config
 from s3seg.manifest import Manifest
