@@ -9,6 +9,7 @@ Must not: print, parse argv, or call ``sys.exit`` (``cli`` owns user output and 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -29,12 +30,21 @@ from s3seg.journal import (
     journal_path_for,
     replay,
 )
-from s3seg.lease import Holder, Lease, buckets_of, default_ttl
+from s3seg.lease import LEASE_KEY, Holder, Lease, buckets_of, default_ttl
 from s3seg.manifest import Manifest, ManifestInfo
 from s3seg.moves import Options, Task
 from s3seg.planner import PlanReport
 from s3seg.planner import plan as _plan
-from s3seg.storage import Capabilities, ClientSpec, Storage, configured_endpoint, make_client, make_storage
+from s3seg.storage import (
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    Capabilities,
+    ClientSpec,
+    Storage,
+    configured_endpoint,
+    make_client,
+    make_storage,
+)
 from s3seg.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -102,6 +112,8 @@ def client_spec(settings: dict[str, Any], target: Target, *, threads: int = 10) 
         max_pool_connections=max(threads + 2, 10),
         max_attempts=int(settings.get("max_attempts", 8)),
         retry_mode=str(settings.get("retry_mode", "standard")),
+        connect_timeout=float(settings.get("connect_timeout", CONNECT_TIMEOUT)),
+        read_timeout=float(settings.get("read_timeout", READ_TIMEOUT)),
         lean_http=target.lean_http,
     )
 
@@ -139,9 +151,45 @@ def plan(
         return _plan(
             settings, storage, output, now=now, override=override, unlimited=unlimited, endpoint=spec.endpoint_url,
             listing=listing, listed_from=inventory,
+            preflight=lambda: preflight(spec, settings.source.bucket, None if inventory else settings.source.prefix),
         )  # fmt: skip
     except StorageError as err:
         raise StoreRefusedError(err, f"plan of {settings.source.url} stopped") from None
+
+
+_UNREACHABLE = frozenset(
+    {"ReadTimeoutError", "ConnectTimeoutError", "EndpointConnectionError", "ConnectionClosedError"}
+)
+
+
+def preflight(spec: ClientSpec, bucket: str, prefix: str | None = None) -> None:
+    """One cheap read with at most 2 attempts before the first real request of a run.
+
+    ``prefix`` given (plan, run): a one-key listing of it, which the plan needs permission for anyway; None
+    (apply, rollback): a read of the bucket's lease object, which the lease reads next anyway. A store that
+    refuses these credentials or this bucket answers at once; an endpoint that accepts connections and never
+    answers costs about 2 x ``read_timeout`` here instead of ``max_attempts`` x ``read_timeout`` per request later
+    (a run that seems to hang). Raises ``StorageError`` (the message names the endpoint) for an unreachable
+    store and for ``PREFLIGHT_REFUSALS``; any other refusal is left to the real request (a prefix-scoped policy
+    may refuse this read yet allow the run).
+    """
+    quick = dataclasses.replace(spec, max_attempts=min(spec.max_attempts, 2), lean_http=False)
+    storage = Storage(make_client(quick))
+    try:
+        if prefix is None:
+            storage.read_small(bucket, LEASE_KEY)
+        else:
+            next(storage.list_pages(bucket, prefix, page_size=1), None)
+    except StorageError as err:
+        if err.code in _UNREACHABLE:
+            where = spec.endpoint_url or "AWS S3"
+            err.args = (
+                f"{err} (endpoint {where}; connect_timeout {spec.connect_timeout:g} s, read_timeout "
+                f"{spec.read_timeout:g} s)",
+            )
+            raise
+        if err.code in PREFLIGHT_REFUSALS or prefix is not None:
+            raise
 
 
 # -- apply / rollback -----------------------------------------------------------------------------------------
@@ -273,6 +321,10 @@ def execute_manifest(
             buckets = buckets_of((m.src_bucket, m.dst_bucket) for m in manifest.moves())
             with contextlib.ExitStack() as stack:
                 if lease is None or not set(buckets) <= set(lease.buckets):
+                    try:
+                        preflight(spec, buckets[0])
+                    except StorageError as err:
+                        raise StoreRefusedError(err, f"{direction} stopped before any move") from None
                     lease = stack.enter_context(_lease(storage, buckets, direction, manifest_path, opts, spec))
                 probe_bucket = next(_buckets(manifest, direction))
                 caps = _capabilities(storage, probe_bucket, mode)
@@ -336,6 +388,7 @@ def _execute_under_lease(
             batch_size=opts.batch_size or int(config.get("batch_size", 500)),
             on_progress=on_progress,
             guard=lease.guard,
+            breaker=int(config.get("circuit_breaker", 100)),
         )
     finally:
         if own_backend:
@@ -460,6 +513,10 @@ def run(
     # One lease over plan and apply: no other run can change these buckets between the listing and the moves.
     spec = client_spec(settings.to_dict(), target)
     buckets = sorted({settings.source.bucket, settings.segregated.bucket, settings.error.bucket})
+    try:
+        preflight(spec, settings.source.bucket, settings.source.prefix)
+    except StorageError as err:
+        raise StoreRefusedError(err, f"run of {settings.source.url} stopped before the plan") from None
     with _lease(make_storage(spec, make_client(spec)), buckets, "run", path, opts, spec) as lease:
         report = plan(
             settings, path, now=now, override=override, unlimited=unlimited, target=target, inventory=inventory

@@ -91,6 +91,9 @@ class Settings:
     max_attempts: int = 8  # botocore total attempts per request (retry mode "adaptive"/"standard")
     retry_mode: str = "standard"
     item_retries: int = 5  # whole-item retries above botocore for throttling / 5xx / transport errors
+    connect_timeout: float = 5.0  # seconds to open a connection to the store (per attempt)
+    read_timeout: float = 30.0  # seconds a request may wait for the store's next bytes (per attempt)
+    circuit_breaker: int = 100  # stop a run after this many consecutive identical failures (0: never)
     batch_size: int = 500  # moves per batch handed to a worker process (<= 1000: one DeleteObjects)
     list_workers: int = 1  # threads listing s3_dir in parallel StartAfter ranges (1 = one serial listing)
     state_dir: str = "."  # where `s3seg run` keeps its manifests and journals
@@ -321,6 +324,9 @@ _PARAMETERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "max_attempts": ("max_attempts", int),
     "retry_mode": ("retry_mode", str),
     "item_retries": ("item_retries", int),
+    "connect_timeout": ("connect_timeout", float),
+    "read_timeout": ("read_timeout", float),
+    "circuit_breaker": ("circuit_breaker", int),
     "batch_size": ("batch_size", int),
     "list_workers": ("list_workers", int),
     "state_dir": ("state_dir", _state_dir),

@@ -200,6 +200,43 @@ class RunReport:
         return sum(self.counts.values())
 
 
+class CircuitBreaker:
+    """Trips after ``limit`` consecutive ERROR results with the same S3 error code on the same operation.
+
+    A store that refuses every move the same way (a missing bucket answered with 500 InternalError, a policy
+    denying CopyObject) would otherwise have the run retry and fail every item, one by one, for as long as the
+    manifest lasts. Any other result (a move done, a conflict, a different error) resets the count. ``limit`` 0
+    disables the breaker. ``tripped`` is the reason to stop (empty while closed); the pipeline reads it between
+    steps like the lease guard, so what is in flight ends as INTENT or COPIED in the journal (nothing is lost).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.last: tuple[str, str] = ("", "")
+        self.sample = ""
+        self.tripped = ""
+
+    def see(self, result: Result) -> None:
+        if not self.limit or self.tripped:
+            return
+        if result.kind is not Kind.ERROR:
+            self.count = 0
+            return
+        op = result.detail.split(" ", 1)[0] if " s3://" in result.detail else "-"
+        cause = (result.code or "-", op)
+        if cause != self.last:
+            self.last, self.count = cause, 0
+        self.count += 1
+        self.sample = result.detail
+        if self.count >= self.limit:
+            self.tripped = (
+                f"circuit breaker: the last {self.count} moves all failed with {cause[0]} on {op} "
+                f"(e.g. {self.sample}); the store refuses every move the same way, so the run stopped. Nothing "
+                "was lost: fix the cause (bucket, permissions, endpoint) and re-run to resume"
+            )
+
+
 class Stop:
     """How a run is asked to stop: by a signal, by the lease keeper, or by the run itself.
 
@@ -302,6 +339,7 @@ class Pipeline:
         stop: Stop,
         guard: Callable[[], str],
         max_failures_listed: int,
+        breaker: int = 0,
     ) -> None:
         self.journal = journal
         self.direction = direction
@@ -312,6 +350,7 @@ class Pipeline:
         self.guard = guard
         self.max_failures_listed = max_failures_listed
         self.report = RunReport(direction)
+        self.breaker = CircuitBreaker(breaker)
         self.in_flight: dict[Future[Any], _InFlight] = {}
         self._batches = _batches(tasks, batch_size)
 
@@ -343,7 +382,7 @@ class Pipeline:
     def _loop(self) -> None:
         announced = False
         while True:
-            why = self.stop.abandon or self.guard()
+            why = self.stop.abandon or self.guard() or self.breaker.tripped
             if why:
                 self._abort(why)
                 return
@@ -425,6 +464,7 @@ class Pipeline:
             else:
                 groups.setdefault(status, []).append(r.id)
             report.counts[status] += 1
+            self.breaker.see(r)
         for status, ids in groups.items():
             journal.outcome(direction, status, ids)
         crash_point("after-outcome")
@@ -442,6 +482,7 @@ def execute(
     on_progress: Callable[[int], None] = lambda n: None,
     guard: Callable[[], str] = lambda: "",
     max_failures_listed: int = 50,
+    breaker: int = 0,
 ) -> RunReport:
     """Run every task through copy and delete phases on ``backend``, journaling each step in order.
 
@@ -449,11 +490,12 @@ def execute(
     finishes and is journaled, and the report says ``interrupted`` with the signal; a second signal abandons
     the in-flight batches (still safe: they are INTENT or COPIED in the journal and will be re-checked).
     ``guard`` is asked between steps; a non-empty answer (the lease was lost, say) stops the run at once.
+    ``breaker`` (0: off) stops it the same way after that many consecutive identical failures (``CircuitBreaker``).
     """
     stop = Stop()
     pipeline = Pipeline(
         journal, direction, tasks, backend, cfg, batch_size=batch_size, on_progress=on_progress, stop=stop,
-        guard=guard, max_failures_listed=max_failures_listed,
+        guard=guard, max_failures_listed=max_failures_listed, breaker=breaker,
     )  # fmt: skip
     with signals_to(stop):
         return pipeline.run()

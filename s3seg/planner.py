@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -113,12 +113,14 @@ def plan(
     endpoint: str | None = None,
     listing: Iterable[list[Listed]] | None = None,
     listed_from: str | None = None,
+    preflight: Callable[[], None] = lambda: None,
 ) -> PlanReport:
     """List ``s3_dir`` and write the manifest of moves to ``output``; return what was planned.
 
     ``listing`` replaces the listing of ``s3_dir`` (pages of objects from an S3 Inventory, say; ``listed_from``
     names it in the manifest header). It has no delimiter, so keys below sub-folders are skipped by the same
-    direct-child rule (``naming.skip_reason``) unless ``recursive`` is on.
+    direct-child rule (``naming.skip_reason``) unless ``recursive`` is on. ``preflight`` runs once the manifest
+    is open and before the first listing request (a quick reachability check; it raises to stop the plan).
     """
     started = time.monotonic()
     rule = Rule.from_settings(settings, now=now, override=override)
@@ -150,6 +152,7 @@ def plan(
     folders_by_bucket: dict[str, set[str]] = {}
     watchdog = _RegexWatchdog(MATCH_TIME_LIMIT)
     try:
+        preflight()
         with watchdog.armed(rule.pattern is not None):
             _plan_pages(settings, storage, writer, report, rule, folders_by_bucket, watchdog, unlimited, listing)
         report.planned = writer.count

@@ -1,0 +1,131 @@
+"""Issue 14: the operator's day. Runs end (timeouts, circuit breaker), preflight refusals, clear one-line errors.
+
+Each test runs the CLI as a subprocess against the moto server (or a stub that never answers) and asserts the
+exit code and the bucket state, not log text alone.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from advlab import Lab, assert_same
+
+from s3seg.errors import ExitCode
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that accepts every connection and never answers a byte."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    done.set()
+    thread.join(5)
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("verb", ["plan", "run"])
+def test_an_endpoint_that_never_answers_ends_the_run_with_exit_4_naming_it(
+    moto_lab: Lab, silent_endpoint: str, verb: str
+) -> None:
+    lab = moto_lab
+    config = lab.config(endpoint=silent_endpoint, connect_timeout=1, read_timeout=1, max_attempts=8)
+    args = [verb, "-c", str(config), *(["-o", str(lab.tmp / "p.jsonl")] if verb == "plan" else ["--no-progress"])]
+    started = time.monotonic()
+    run = lab.cli(*args, timeout=60)
+    elapsed = time.monotonic() - started
+    assert run.code == ExitCode.STORE_REFUSED, run
+    assert elapsed < 20, f"took {elapsed:.1f} s with read_timeout 1 s"
+    assert silent_endpoint.removeprefix("http://") in run.err, run
+    assert "Traceback" not in run.err
+    assert not list(lab.tmp.glob("*.jsonl"))
+
+
+def test_the_default_timeouts_bound_a_silent_endpoint_to_about_a_minute() -> None:
+    from s3seg.commands import Target, client_spec
+    from s3seg.config import Settings
+
+    spec = client_spec({}, Target(endpoint_url="http://127.0.0.1:9"))
+    # the preflight makes 2 attempts: connect + read per attempt, botocore's backoff between (< 1 s at first)
+    assert 2 * (spec.connect_timeout + spec.read_timeout) + 2 <= 120
+    assert Settings.__dataclass_fields__["read_timeout"].default == spec.read_timeout
+
+
+def test_every_copy_answered_500_trips_the_circuit_breaker_and_loses_nothing(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.seed(120, errors=0)
+    lab.plan(circuit_breaker=20, item_retries=1, max_attempts=2, batch_size=10)
+    lab.proxy.refuse = (500, "InternalError", frozenset({"CopyObject"}))  # SeaweedFS, destination bucket gone
+    started = time.monotonic()
+    run = lab.apply("--processes", "1", timeout=120)
+    elapsed = time.monotonic() - started
+    assert run.code == ExitCode.ITEMS_FAILED, run
+    why = run.summary["aborted"]
+    assert "circuit breaker" in why and "InternalError" in why and "CopyObject" in why, run
+    assert run.summary["finished"] < 120, run  # stopped early: not every item was tried
+    assert elapsed < 60
+    lab.proxy.heal()
+    assert_same(lab.state(), lab.seeded)  # nothing lost, nothing moved
+    # the cause is fixed: a re-run finishes the job
+    run = lab.apply(timeout=120)
+    assert run.code == ExitCode.OK, run
+    assert not any(k.startswith("incoming/") for k in lab.state())
+
+
+def test_refused_credentials_say_credentials_refused_and_change_nothing(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.seed(3, errors=0)
+    lab.plan()
+    # moto accepts any key; the proxy answers as AWS does for an unknown access key
+    lab.proxy.refuse = (403, "InvalidAccessKeyId", None)
+    run = lab.apply(timeout=60)
+    assert run.code == ExitCode.STORE_REFUSED, run
+    assert "credentials refused" in run.err, run
+    assert lab.proxy.total("forwarded") == 0
+    lab.proxy.heal()
+    assert_same(lab.state(), lab.seeded)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        (["--profile", "nosuch"], {}, "profile 'nosuch'"),
+        ([], {"AWS_PROFILE": "nosuch"}, "profile 'nosuch'"),
+        (["--region", "bad region"], {}, "region 'bad region'"),
+    ],
+)
+def test_a_bad_profile_or_region_is_a_one_line_usage_error(
+    moto_lab: Lab, args: list[str], env: dict[str, str], words: str
+) -> None:
+    lab = moto_lab
+    lab.seed(2, errors=0)
+    config = lab.config()
+    run = lab.cli("plan", "-c", str(config), "-o", str(lab.tmp / "p.jsonl"), *args, timeout=60, **env)
+    assert run.code == ExitCode.USAGE, run
+    assert words in run.err and "Traceback" not in run.err, run
+    assert not (lab.tmp / "p.jsonl").exists()
