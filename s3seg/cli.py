@@ -295,6 +295,8 @@ def plan_summary(report: PlanReport, top: int = 15) -> dict[str, Any]:
         "folders": len(report.folders),
         "top_folders": dict(report.folders.most_common(top)),
         "elapsed_s": round(report.elapsed, 3),
+        "outcome": report.outcome,
+        "warnings": list(report.warnings),
     }
 
 
@@ -305,6 +307,8 @@ def print_plan(report: PlanReport, out: TextIO) -> None:
     _print(out, f"planned {report.planned} moves, {report.to_error} of them to the error dir")
     if report.skipped:
         _print(out, "skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items())))
+    for text in report.warnings:
+        _print(out, f"WARNING: {text}")
     if report.cap_hit:
         _print(out, "NOTE: n_loops cap reached: more objects remain. Apply, then plan again, or use --all.")
     if report.folders:

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from s3seg import __version__
+from s3seg import __version__, advice
 from s3seg.config import Settings
-from s3seg.errors import PlanError, UsageError
+from s3seg.errors import PlanError, StorageError, UsageError
 from s3seg.journal import journal_path_for
 from s3seg.listing import list_pages
 from s3seg.manifest import Manifest, ManifestWriter, Move
@@ -96,10 +96,16 @@ class PlanReport:
     skipped: Counter[str] = field(default_factory=Counter)
     folders: Counter[str] = field(default_factory=Counter)  # "s3://bucket/folder" -> planned moves
     elapsed: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # s3seg.advice: a plan that does nothing or the wrong thing
 
     @property
     def to_error(self) -> int:
         return self.reasons[Reason.NO_MATCH] + self.reasons[Reason.BAD_DATE]
+
+    @property
+    def outcome(self) -> str:
+        """``nothing-listed`` | ``nothing-planned`` | ``all-to-error`` | ``planned`` (``s3seg.advice``)."""
+        return advice.outcome(self.listed, self.planned, self.to_error)
 
 
 def plan(
@@ -175,6 +181,7 @@ def plan(
         writer.abort()
         raise UsageError(f"cannot write the manifest {output}: {exc.strerror or exc}") from None
     report.elapsed = time.monotonic() - started
+    _advise(settings, storage, report, rule, override, own_listing=listing is None)
     if report.cap_hit:
         log.warning(
             "stopped after n_loops=%d pages of n_keys=%d: more objects remain; plan again after applying, "
@@ -183,6 +190,34 @@ def plan(
             settings.n_keys,
         )
     return report
+
+
+def _advise(
+    settings: Settings,
+    storage: Storage,
+    report: PlanReport,
+    rule: Rule,
+    override: datetime | None,
+    *,
+    own_listing: bool,
+) -> None:
+    """Attach (and log) the warnings of ``s3seg.advice``. When nothing was planned from a listing with a
+    delimiter, one more listing page without it tells whether files wait below sub-folders (``recursive``)."""
+    nested, sample = 0, ""
+    if not report.planned and not settings.recursive and own_listing:
+        src = settings.source
+        try:
+            page = next(storage.list_pages(src.bucket, src.prefix, page_size=1000), [])
+        except StorageError:
+            page = []
+        below = [o.key for o in page if skip_reason(src.bucket, o.key, rule) is Skip.NOT_DIRECT_CHILD]
+        nested, sample = len(below), (f"s3://{src.bucket}/{below[0]}" if below else "")
+    report.warnings = advice.plan_warnings(
+        settings, listed=report.listed, planned=report.planned, reasons=report.reasons, skipped=report.skipped,
+        nested=nested, nested_sample=sample, override=override,
+    )  # fmt: skip
+    for text in report.warnings:
+        log.warning("%s", text)
 
 
 def _plan_pages(

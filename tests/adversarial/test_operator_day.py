@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from advlab import Lab, assert_same
+from advlab import Lab, Run, assert_same, cdr_name
 
 from s3seg.errors import ExitCode
 
@@ -129,3 +129,61 @@ def test_a_bad_profile_or_region_is_a_one_line_usage_error(
     assert run.code == ExitCode.USAGE, run
     assert words in run.err and "Traceback" not in run.err, run
     assert not (lab.tmp / "p.jsonl").exists()
+
+
+# -- warnings where a plan does nothing or the wrong thing (item 3) ------------------------------------------------
+def _plan_json(lab: Lab, *extra: str, **config: object) -> tuple[Run, dict[str, object]]:
+    path = lab.config(**config)
+    run = lab.cli("plan", "-c", str(path), "-o", str(lab.tmp / "p.jsonl"), "--json", *extra, timeout=60)
+    assert run.code == ExitCode.OK, run
+    return run, run.summary
+
+
+def test_keys_only_below_sub_folders_warn_about_recursive(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.put("incoming/2022/" + cdr_name(1), b"x")
+    run, s = _plan_json(lab)
+    assert s["outcome"] == "nothing-listed" and s["planned"] == 0
+    assert any("--recursive" in w and "incoming/2022/" in w for w in s["warnings"]), run  # type: ignore[attr-defined]
+    assert_same(lab.state(), lab.seeded)
+    text = lab.cli("plan", "-c", str(lab.config()), "-o", str(lab.tmp / "q.jsonl"), timeout=60)
+    assert "WARNING:" in text.out and "--recursive" in text.out
+
+
+@pytest.mark.parametrize(("s3_dir", "words"), [("incomming/", "typo"), ("incom*/", "glob")])
+def test_a_prefix_typo_or_glob_warns_and_says_nothing_listed(moto_lab: Lab, s3_dir: str, words: str) -> None:
+    lab = moto_lab
+    lab.seed(3, errors=0)
+    run, s = _plan_json(lab, s3_dir=f"s3://{lab.bucket}/{s3_dir}")
+    assert s["outcome"] == "nothing-listed", run
+    assert any(words in w for w in s["warnings"]), run  # type: ignore[attr-defined]
+    assert_same(lab.state(), lab.seeded)
+
+
+def test_a_datetime_format_that_matches_nothing_is_the_all_to_error_outcome(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.seed(4, errors=0)
+    run, s = _plan_json(lab, datetime_format="%d%m%Y%H")
+    assert s["outcome"] == "all-to-error" and s["to_error_dir"] == 4, run
+    assert any("datetime_format" in w and "error folder" in w for w in s["warnings"]), run  # type: ignore[attr-defined]
+    run, s = _plan_json(lab)  # the right format: no warning
+    assert s["outcome"] == "planned" and s["warnings"] == [], run
+
+
+def test_d_with_match_pattern_and_minutes_for_months_warn(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.seed(2, errors=0)
+    run, s = _plan_json(lab, "-d", "2023-01-01T00:00:00")
+    assert any("-d/--datetime is ignored" in w for w in s["warnings"]), run  # type: ignore[attr-defined]
+    run, s = _plan_json(lab, s3_segregated_dir=f"s3://{lab.bucket}/segregated/%Y/%M/%d/")
+    assert any("did you mean %m" in w for w in s["warnings"]), run  # type: ignore[attr-defined]
+    assert s["outcome"] == "planned"
+
+
+def test_run_json_carries_the_outcome_for_cron(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.seed(3, errors=0)
+    run = lab.cli("run", "-c", str(lab.config(datetime_format="%d%m%Y%H")), "--no-progress", "--json", timeout=120)
+    assert run.code == ExitCode.OK, run
+    assert run.summary["plan"]["outcome"] == "all-to-error"
+    assert {k for k in lab.state() if k.startswith("error/")} == {"error/" + cdr_name(i, hour=i % 4) for i in range(3)}
