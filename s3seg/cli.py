@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "status":
             p.add_argument("--journal", help="journal path (default: MANIFEST.journal)")
             p.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
+            p.add_argument("--failed", action="store_true", help="list every failed or conflicted move with its keys")
         else:
             _common_flags(p)
             _target_flags(p)
@@ -338,7 +339,8 @@ def exec_summary(result: commands.ExecResult) -> dict[str, Any]:
         "aborted": r.aborted,
         "conditional_checks": result.mode,
         "journal_totals": result.totals,
-        "failures": [{"id": i, "status": s, "detail": d} for i, s, d in r.failures],
+        "failures": [{"id": i, "key": k, "status": s, "detail": d} for i, s, d, k in r.failures],
+        "failures_cut": r.failures_cut,  # true: more failures than listed (``s3seg status --failed`` has all)
     }
 
 
@@ -358,7 +360,7 @@ def print_exec(result: commands.ExecResult, out: TextIO) -> None:
     for label, n in s["this_run"].items():
         _print(out, f"  {label:<28} {n}")
     for f in s["failures"][:10]:
-        _print(out, f"  ! move {f['id']}: {f['status']}: {f['detail']}")
+        _print(out, f"  ! move {f['id']} {f['key']}: {f['status']}: {f['detail']}")
     if r.aborted:
         _print(out, f"stopped early: {r.aborted}")
     elif r.interrupted:
@@ -440,31 +442,53 @@ def _manifest_log_file(path: str) -> str | None:
         return None
 
 
-def _run(args: argparse.Namespace, out: TextIO) -> int:
-    cmd = args.command
-    if cmd in ("verify", "report"):
-        return _run_audit(args, out)
-    if cmd == "status":
-        st = commands.status(args.manifest, args.journal)
-        data = {
+def _status(args: argparse.Namespace, out: TextIO) -> int:
+    """``status``: counts in the operator's words; ``--failed`` lists every failed or conflicted move with its
+    keys. Exits 1 while failures or conflicts remain (re-run apply, or resolve them), 0 otherwise."""
+    st = commands.status(args.manifest, args.journal, failed=args.failed)
+    if args.json:
+        data: dict[str, Any] = {
             "manifest": st.manifest,
             "journal": st.journal if st.journal_exists else None,
             "entries": st.entries,
             "counts": st.counts,
             "remaining": st.remaining,
+            "problems": st.problems,
             "recent_errors": [{"id": i, "error": e} for i, e in st.recent_errors],
+            "recent_errors_total": st.errors_total,
+            "recent_errors_cut": st.errors_total > len(st.recent_errors),  # --failed lists them all
         }
-        if args.json:
-            _print(out, json.dumps(data, indent=2))
-        else:
-            _print(out, f"manifest: {st.manifest} ({st.entries} moves)")
-            _print(out, f"journal:  {st.journal if st.journal_exists else '(none yet: nothing applied)'}")
-            for label, n in st.counts.items():
-                _print(out, f"  {label:<28} {n}")
-            _print(out, f"remaining for apply: {st.remaining}")
-            for i, e in st.recent_errors:
-                _print(out, f"  ! move {i}: {e}")
-        return ExitCode.OK
+        if args.failed:
+            data["failed"] = st.failed  # complete: every failed or conflicted move
+        _print(out, json.dumps(data, indent=2))
+        return ExitCode.ITEMS_FAILED if st.problems else ExitCode.OK
+    words = {s.label: w for s, w in commands.STATUS_WORDS.items()}
+    _print(out, f"manifest: {st.manifest} ({st.entries} moves)")
+    _print(out, f"journal:  {st.journal if st.journal_exists else '(none yet: nothing applied)'}")
+    for label, n in st.counts.items():
+        _print(out, f"  {words.get(label, label):<52} {n}")
+    _print(out, f"still to move (apply): {st.remaining}")
+    if args.failed:
+        for f in st.failed:
+            _print(
+                out, f"  ! move {f['id']} {f['source']} -> {f['destination']}: {f['state']}; {f['error']}".rstrip("; ")
+            )
+    else:
+        for i, e in st.recent_errors:
+            _print(out, f"  ! move {i}: {e}")
+        if st.errors_total > len(st.recent_errors):
+            _print(out, f"  ... {st.errors_total - len(st.recent_errors)} more: `s3seg status --failed` lists them all")
+    if st.problems:
+        _print(out, f"{st.problems} moves failed or conflict: see `s3seg status --failed {st.manifest}`")
+    return ExitCode.ITEMS_FAILED if st.problems else ExitCode.OK
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    cmd = args.command
+    if cmd in ("verify", "report"):
+        return _run_audit(args, out)
+    if cmd == "status":
+        return _status(args, out)
 
     now = datetime.now()
     if cmd in ("plan", "run"):

@@ -24,9 +24,12 @@ from s3seg.config import Settings
 from s3seg.errors import ManifestError, StorageError, StoreRefusedError, UsageError
 from s3seg.executor import APPLY, ROLLBACK, Backend, InlineBackend, ProcessBackend, RunReport, execute
 from s3seg.journal import (
+    APPLY_CONFLICTS,
     APPLY_DONE,
+    APPLY_FAILURES,
     Journal,
     JournalState,
+    Status,
     journal_path_for,
     replay,
 )
@@ -459,10 +462,53 @@ class StatusReport:
     remaining: int  # moves apply would still attempt
     header: dict[str, Any]
     recent_errors: list[tuple[int, str]]
+    errors_total: int = 0  # how many moves have a recorded error (``recent_errors`` lists the first 20)
+    problems: int = 0  # moves failed or in conflict now (apply or rollback): ``status`` exits 1 while any remain
+    failed: list[dict[str, Any]] = field(default_factory=list)  # every such move, with its keys (``failed=True``)
 
 
-def status(manifest_path: str, journal: str | None = None) -> StatusReport:
-    """Counts per outcome from the journal, and what remains. Reads files only; takes no lock."""
+# Journal statuses in the operator's words (``status`` prints these; JSON keeps the stable labels).
+STATUS_WORDS: dict[Status, str] = {
+    Status.PENDING: "not started",
+    Status.INTENT: "in progress (copy may have started)",
+    Status.COPIED: "in progress (copied, original not yet deleted)",
+    Status.DONE: "moved",
+    Status.DEDUPED: "moved (identical copy was already there)",
+    Status.ALREADY_DONE: "moved (found done when resuming)",
+    Status.DONE_ELSEWHERE: "moved (by something else)",
+    Status.CONFLICT_SOURCE_CHANGED: "conflict: the file changed since the plan",
+    Status.CONFLICT_DEST_DIFFERS: "conflict: another file at the destination",
+    Status.FAILED_MISSING: "failed: the file is gone",
+    Status.SKIPPED_ARCHIVED: "skipped: archived (restore it first)",
+    Status.FAILED: "failed: S3 error (re-run to retry)",
+    Status.R_INTENT: "rollback in progress (copy back may have started)",
+    Status.R_COPIED: "rollback in progress (copied back, moved file not yet deleted)",
+    Status.ROLLED_BACK: "rolled back",
+    Status.R_NOT_MOVED: "rolled back (had not been moved)",
+    Status.R_CONFLICT_DEST_MODIFIED: "rollback conflict: the moved file changed since",
+    Status.R_CONFLICT_SOURCE_RECREATED: "rollback conflict: a new file at the original key",
+    Status.R_FAILED_MISSING: "rollback failed: the moved file is gone",
+    Status.R_FAILED: "rollback failed: S3 error (re-run to retry)",
+}
+PROBLEMS = (
+    APPLY_CONFLICTS
+    | APPLY_FAILURES
+    | frozenset(
+        {
+            Status.R_CONFLICT_DEST_MODIFIED,
+            Status.R_CONFLICT_SOURCE_RECREATED,
+            Status.R_FAILED_MISSING,
+            Status.R_FAILED,
+        }
+    )
+)
+
+
+def status(manifest_path: str, journal: str | None = None, *, failed: bool = False) -> StatusReport:
+    """Counts per outcome from the journal, and what remains. Reads files only; takes no lock.
+
+    ``failed``: also list every failed or conflicted move with its keys and last error (a pass over the
+    manifest)."""
     manifest = Manifest(manifest_path)
     info = manifest.verify()
     journal_path = journal or journal_path_for(manifest_path)
@@ -471,10 +517,28 @@ def status(manifest_path: str, journal: str | None = None) -> StatusReport:
         state, _ = replay(journal_path, manifest_sha256=info.sha256, entries=info.entries)
     else:
         state = JournalState(info.entries)
-    counts = {s.label: n for s, n in sorted(state.counts().items())}
+    raw = state.counts()
+    counts = {s.label: n for s, n in sorted(raw.items())}
     remaining = info.entries - sum(1 for _ in state.ids_with(APPLY_DONE))
     errors = sorted(state.last_error.items())[:20]
-    return StatusReport(manifest_path, journal_path, info.entries, exists, counts, remaining, info.header, errors)
+    report = StatusReport(manifest_path, journal_path, info.entries, exists, counts, remaining, info.header, errors)
+    report.errors_total = len(state.last_error)
+    report.problems = sum(n for s, n in raw.items() if s in PROBLEMS)
+    if failed and report.problems:
+        for m in manifest.moves():
+            st = state.status_of(m.id)
+            if st in PROBLEMS:
+                report.failed.append(
+                    {
+                        "id": m.id,
+                        "status": st.label,
+                        "state": STATUS_WORDS[st],
+                        "source": f"s3://{m.src_bucket}/{m.src_key}",
+                        "destination": f"s3://{m.dst_bucket}/{m.dst_key}",
+                        "error": state.last_error.get(m.id, ""),
+                    }
+                )
+    return report
 
 
 # -- run --------------------------------------------------------------------------------------------------------

@@ -193,7 +193,9 @@ class RunReport:
     signal: int = 0  # the signal that asked the run to stop (0: none, or Ctrl-C outside a signal handler)
     aborted: str = ""  # why the run stopped early (a worker died, the journal cannot be written, ...), if it did
     journal_failed: bool = False  # the journal could not be written: the run stopped before anything new
-    failures: list[tuple[int, str, str]] = field(default_factory=list)  # (id, status label, detail), capped
+    # (id, status label, detail, s3://bucket/key of the object moved), the first ``max_failures_listed``
+    failures: list[tuple[int, str, str, str]] = field(default_factory=list)
+    failures_cut: bool = False  # more failures happened than ``failures`` lists
 
     @property
     def finished(self) -> int:
@@ -352,6 +354,7 @@ class Pipeline:
         self.report = RunReport(direction)
         self.breaker = CircuitBreaker(breaker)
         self.in_flight: dict[Future[Any], _InFlight] = {}
+        self._keys: dict[int, str] = {}  # id -> s3://bucket/key of each task in flight (failure lines name it)
         self._batches = _batches(tasks, batch_size)
 
     # -- the loop --------------------------------------------------------------------------------------------
@@ -412,6 +415,7 @@ class Pipeline:
             return None
         batch = next(self._batches, None)
         if batch is not None:
+            self._keys.update((t.id, f"s3://{t.src_bucket}/{t.src_key}") for t in batch)
             self.journal.intent(self.direction, [t.id for t in batch])  # durable before any copy
             crash_point("after-intent")
         return batch
@@ -457,10 +461,13 @@ class Pipeline:
         groups: dict[Status, list[int]] = {}
         for r in results:
             status = final_status(direction, r.kind, (copy_kinds or {}).get(r.id))
+            key = self._keys.pop(r.id, "")
             if r.code or r.detail:
                 journal.outcome(direction, status, [r.id], r.code or "-", r.detail)
                 if len(report.failures) < self.max_failures_listed:
-                    report.failures.append((r.id, status.label, f"{r.code} {r.detail}".strip()))
+                    report.failures.append((r.id, status.label, f"{r.code} {r.detail}".strip(), key))
+                else:
+                    report.failures_cut = True
             else:
                 groups.setdefault(status, []).append(r.id)
             report.counts[status] += 1

@@ -187,3 +187,30 @@ def test_run_json_carries_the_outcome_for_cron(moto_lab: Lab) -> None:
     assert run.code == ExitCode.OK, run
     assert run.summary["plan"]["outcome"] == "all-to-error"
     assert {k for k in lab.state() if k.startswith("error/")} == {"error/" + cdr_name(i, hour=i % 4) for i in range(3)}
+
+
+# -- status: failures with their keys, operator words, exit 1 while failures remain (item 6) ----------------------
+def test_status_failed_lists_conflicts_with_keys_and_exits_1_until_resolved(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.seed(4, errors=0)
+    name = cdr_name(1, hour=1)
+    blocker = f"segregated/2022/12/31/01/{name}"
+    lab.s3.put_object(Bucket=lab.bucket, Key=blocker, Body=b"someone else's file")
+    lab.plan()
+    run = lab.apply(timeout=120)
+    assert run.code == ExitCode.ITEMS_FAILED, run
+    [failure] = run.summary["failures"]
+    assert failure["key"] == f"s3://{lab.bucket}/incoming/{name}" and not run.summary["failures_cut"]
+    text = lab.cli("status", lab.manifest, "--failed")
+    assert text.code == ExitCode.ITEMS_FAILED, text
+    assert f"incoming/{name}" in text.out and "conflict: another file at the destination" in text.out
+    assert "intent" not in text.out and "moved" in text.out
+    status = lab.cli("status", lab.manifest, "--failed", "--json")
+    assert status.code == ExitCode.ITEMS_FAILED
+    assert [f["source"] for f in status.summary["failed"]] == [f"s3://{lab.bucket}/incoming/{name}"]
+    assert status.summary["problems"] == 1 and status.summary["recent_errors_cut"] is False
+    assert lab.s3.get_object(Bucket=lab.bucket, Key=blocker)["Body"].read() == b"someone else's file"
+    assert f"incoming/{name}" in lab.state()  # the conflicted file stayed where it was
+    lab.s3.delete_object(Bucket=lab.bucket, Key=blocker)
+    assert lab.apply(timeout=120).code == ExitCode.OK
+    assert lab.cli("status", lab.manifest).code == ExitCode.OK
