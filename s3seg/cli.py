@@ -99,6 +99,19 @@ def _plan_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recursive", action="store_true", help="also plan keys in sub-folders of s3_dir")
     p.add_argument("--all", action="store_true", help="lift the n_loops cap: plan every listed object")
     p.add_argument(
+        "--include", action="append", default=[], metavar="GLOB",
+        help="plan only keys whose path relative to s3_dir matches (repeatable; adds to <include>)",
+    )  # fmt: skip
+    p.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB",
+        help="never plan keys whose path relative to s3_dir matches, e.g. '.tmp_*.part' (repeatable; beats --include)",
+    )  # fmt: skip
+    p.add_argument(
+        "--min-age",
+        metavar="DURATION",
+        help="skip objects modified less than this ago: 30s, 10m, 2h (replaces <min_age>)",
+    )
+    p.add_argument(
         "--inventory",
         metavar="S3_URL",
         help="plan from this S3 Inventory report (s3://BUCKET/PATH/manifest.json; CSV, or Parquet/ORC with "
@@ -417,7 +430,24 @@ def _load_settings(args: argparse.Namespace) -> config_mod.Settings:
         import dataclasses
 
         settings = dataclasses.replace(settings, recursive=True)
-    return settings
+    return _with_filters(args, settings)
+
+
+def _with_filters(args: argparse.Namespace, settings: config_mod.Settings) -> config_mod.Settings:
+    """``--include`` / ``--exclude`` add to the config's globs; ``--min-age`` replaces its ``min_age``."""
+    import dataclasses
+
+    changes: dict[str, Any] = {}
+    if args.include:
+        changes["include"] = (*settings.include, *args.include)
+    if args.exclude:
+        changes["exclude"] = (*settings.exclude, *args.exclude)
+    if args.min_age is not None:
+        try:
+            changes["min_age"] = config_mod.parse_duration(args.min_age)
+        except ValueError as exc:
+            raise UsageError(f"--min-age {exc}") from None
+    return dataclasses.replace(settings, **changes) if changes else settings
 
 
 def _override(args: argparse.Namespace, settings: config_mod.Settings) -> datetime | None:

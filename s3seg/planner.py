@@ -35,7 +35,7 @@ from s3seg.errors import PlanError, StorageError, UsageError
 from s3seg.journal import journal_path_for
 from s3seg.listing import list_pages
 from s3seg.manifest import Manifest, ManifestWriter, Move
-from s3seg.naming import MAX_KEY_BYTES, Reason, Rule, Skip, destination, skip_reason
+from s3seg.naming import MAX_KEY_BYTES, Filters, Reason, Rule, Skip, destination, skip_reason
 from s3seg.storage import Listed, Storage
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,7 @@ def _plan_pages(
     # of already segregated keys (which sort before new files) would otherwise use up the cap in every run,
     # and no run would ever plan anything.
     planned_pages = 0
+    filters, now_utc, cut = Filters.from_settings(settings), datetime.now(UTC), len(settings.source.prefix)
     for page in pages:
         if not unlimited and settings.n_loops and planned_pages >= settings.n_loops:
             report.cap_hit = True
@@ -256,6 +257,8 @@ def _plan_pages(
         for obj in page:
             report.listed += 1
             skip = skip_reason(src_bucket, obj.key, rule)
+            if skip is None and filters:
+                skip = filters.skip(obj.key[cut:], obj.last_modified, now_utc)
             if skip is not None:
                 report.skipped[skip] += 1
                 continue

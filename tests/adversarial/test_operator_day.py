@@ -6,6 +6,7 @@ exit code and the bucket state, not log text alone.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -214,3 +215,40 @@ def test_status_failed_lists_conflicts_with_keys_and_exits_1_until_resolved(moto
     lab.s3.delete_object(Bucket=lab.bucket, Key=blocker)
     assert lab.apply(timeout=120).code == ExitCode.OK
     assert lab.cli("status", lab.manifest).code == ExitCode.OK
+
+
+# -- filters: include / exclude / min_age (item 4) ----------------------------------------------------------------
+def test_exclude_and_include_globs_skip_keys_and_are_recorded_in_the_manifest(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.seed(3, errors=0)
+    lab.put("incoming/.tmp_upload1.part", b"half")
+    lab.put("incoming/notes.txt", b"n")
+    config = lab.config(exclude=".tmp_*.part")
+    out = lab.tmp / "p.jsonl"
+    run = lab.cli("plan", "-c", str(config), "-o", str(out), "--json", "--exclude", "*.txt", timeout=60)
+    assert run.code == ExitCode.OK, run
+    assert run.summary["skipped"] == {"excluded": 2} and run.summary["planned"] == 3, run
+    header = json.loads(out.read_text().splitlines()[0])
+    assert header["config"]["exclude"] == [".tmp_*.part", "*.txt"]
+    planned = [json.loads(line)["src_key"] for line in out.read_text().splitlines()[1:-1]]
+    assert not any(".tmp_" in k or k.endswith(".txt") for k in planned)
+    run = lab.cli("run", "-c", str(lab.config(include="CHARGINGCDR_*-0001-*")), "--no-progress", "--json", timeout=120)
+    assert run.code == ExitCode.OK, run
+    state = lab.state()
+    assert "incoming/.tmp_upload1.part" in state and "incoming/notes.txt" in state
+    assert [k for k in state if k.startswith("incoming/CHARGING")] == sorted(
+        f"incoming/{cdr_name(i, hour=i % 4)}" for i in (0, 2)
+    )
+
+
+def test_min_age_skips_files_just_written(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.seed(2, errors=0)
+    run, s = _plan_json(lab, "--min-age", "1h")
+    assert s["skipped"] == {"too-new": 2} and s["planned"] == 0 and s["outcome"] == "nothing-planned", run
+    run, s = _plan_json(lab, min_age="0s")
+    assert s["planned"] == 2
+    bad = lab.cli("plan", "-c", str(lab.config()), "--min-age", "soon", timeout=60)
+    assert bad.code == ExitCode.USAGE and "--min-age" in bad.err
+    bad = lab.cli("plan", "-c", str(lab.config(min_age="ten minutes")), timeout=60)
+    assert bad.code == ExitCode.USAGE and "min_age" in bad.err
