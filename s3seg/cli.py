@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import io
 import json
 import logging
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("manifest", help="manifest written by `s3seg plan`")
         if name in ("apply", "rollback", "run"):
             _exec_flags(p)
-        if name in ("apply", "rollback"):
+        if name in ("apply", "rollback", "run"):
             p.add_argument("--dry-run", action="store_true", help="print what would be done; send nothing to S3")
         if name == "status":
             p.add_argument("--journal", help="journal path (default: MANIFEST.journal)")
@@ -159,10 +160,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _normalise_argv(argv: list[str]) -> list[str]:
-    """The original tool had no sub-commands: ``-c config.xml`` alone means ``run``."""
-    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
-        return ["run", *argv]
-    return argv
+    """The original tool had no sub-commands: ``-c config.xml`` alone means ``run``.
+
+    Options given before the command (``s3seg --endpoint-url X plan -c C``) are moved after it; a word that is
+    not a command (``s3seg aply``) is refused as a mistyped command, with the closest one suggested.
+    """
+    if not argv or argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version"):
+        return argv
+    if not argv[0].startswith("-"):
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        hint = f"; did you mean `s3seg {close[0]}`?" if close else f"; commands: {', '.join(COMMANDS)}"
+        raise UsageError(f"unknown command {argv[0]!r}{hint}")
+    for i, word in enumerate(argv):
+        if word in COMMANDS and not (i and argv[i - 1] in _VALUE_OPTIONS_BEFORE):
+            return [word, *argv[:i], *argv[i + 1 :]]
+    return ["run", *argv]
+
+
+# Options taking a value, so that the word after them is never mistaken for the command (``--profile plan``).
+_VALUE_OPTIONS_BEFORE = frozenset({"--endpoint-url", "--region", "--profile", "-c", "--config", "--log-file"})
 
 
 # -- logging / progress ----------------------------------------------------------------------------------------
@@ -361,7 +377,7 @@ def print_exec(result: commands.ExecResult, out: TextIO) -> None:
     s = exec_summary(result)
     r = result.report
     verb = "apply" if result.direction == "apply" else "rollback"
-    if result.dry_run_lines:
+    if result.dry_run or result.dry_run_lines:
         for line in result.dry_run_lines:
             _print(out, line)
         _print(out, f"dry run: {len(result.dry_run_lines)} of {result.entries} moves would be attempted")
@@ -386,7 +402,7 @@ def exec_exit_code(result: commands.ExecResult) -> int:
         return ExitCode.REFUSED  # the journal is unusable: free space (or fix the path), then re-run
     if r.interrupted:
         return 128 + r.signal if r.signal else ExitCode.INTERRUPTED
-    if result.dry_run_lines or not result.todo:
+    if result.dry_run or result.dry_run_lines or not result.todo:
         return ExitCode.OK
     good = APPLY_DONE if result.direction == "apply" else ROLLBACK_DONE
     if r.aborted or any(s not in good for s in r.counts) or r.finished < result.todo:
@@ -515,6 +531,9 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     cmd = args.command
+    manifest = getattr(args, "manifest", None)
+    if cmd in ("apply", "rollback", "status") and manifest is not None and not os.path.lexists(manifest):
+        raise UsageError(f"manifest {manifest} does not exist (write one with `s3seg plan -c CONFIG -o {manifest}`)")
     if cmd in ("verify", "report"):
         return _run_audit(args, out)
     if cmd == "status":
@@ -598,6 +617,9 @@ def run_cli(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int
     raw = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(_normalise_argv(raw))
+    except UsageError as exc:
+        _stderr(f"s3seg: error: {exc}")
+        return ExitCode.USAGE
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     if not args.command:

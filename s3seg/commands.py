@@ -92,6 +92,7 @@ class ExecResult:
     totals: dict[str, int] = field(default_factory=dict)  # journal-wide counts per status label
     mode: str = ""  # which conditional checks ran where (server / client)
     dry_run_lines: list[str] = field(default_factory=list)
+    dry_run: bool = False  # a --dry-run: nothing was sent (``dry_run_lines`` may be empty: nothing left to do)
 
 
 def resolve_endpoint(
@@ -437,6 +438,7 @@ def _dry_run(direction: str, manifest: Manifest, info: ManifestInfo, journal_pat
         lines.append(f"would {verb} s3://{t.src_bucket}/{t.src_key} -> s3://{t.dst_bucket}/{t.dst_key}")
     res = ExecResult(direction, manifest.path, journal_path, info.entries, len(lines), RunReport(direction))
     res.dry_run_lines = lines
+    res.dry_run = True
     res.totals = {s.label: n for s, n in state.counts().items()}
     return res
 

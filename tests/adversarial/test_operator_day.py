@@ -252,3 +252,38 @@ def test_min_age_skips_files_just_written(moto_lab: Lab) -> None:
     assert bad.code == ExitCode.USAGE and "--min-age" in bad.err
     bad = lab.cli("plan", "-c", str(lab.config(min_age="ten minutes")), timeout=60)
     assert bad.code == ExitCode.USAGE and "min_age" in bad.err
+
+
+# -- CLI hygiene (item 5) -----------------------------------------------------------------------------------------
+def test_a_mistyped_command_is_answered_as_one(moto_lab: Lab) -> None:
+    run = moto_lab.cli("aply", "x.jsonl", timeout=60)
+    assert run.code == ExitCode.USAGE and "unknown command 'aply'" in run.err and "s3seg apply" in run.err, run
+
+
+def test_options_before_the_command_are_accepted(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.seed(2, errors=0)
+    config = lab.config(endpoint=None)
+    config.write_text(config.read_text().replace(f"  <endpoint_url>{lab.proxy.url}</endpoint_url>\n", ""))
+    out = lab.tmp / "p.jsonl"
+    run = lab.cli("--endpoint-url", lab.proxy.url, "plan", "-c", str(config), "-o", str(out), "--json", timeout=60)
+    assert run.code == ExitCode.OK and run.summary["planned"] == 2, run
+    assert json.loads(out.read_text().splitlines()[0])["endpoint"] == lab.proxy.url
+
+
+@pytest.mark.parametrize("verb", ["apply", "rollback", "status"])
+def test_a_missing_manifest_is_a_usage_error(moto_lab: Lab, verb: str) -> None:
+    run = moto_lab.cli(verb, str(moto_lab.tmp / "nosuch.jsonl"), timeout=60)
+    assert run.code == ExitCode.USAGE and "does not exist" in run.err, run
+
+
+def test_run_dry_run_moves_nothing_and_a_finished_plan_would_attempt_0(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.seed(3, errors=0)
+    run = lab.cli("run", "-c", str(lab.config()), "--no-progress", "--dry-run", timeout=60)
+    assert run.code == ExitCode.OK and "dry run: 3 of 3 moves would be attempted" in run.out, run
+    assert_same(lab.state(), lab.seeded)
+    lab.plan()
+    assert lab.apply().code == ExitCode.OK
+    run = lab.cli("apply", lab.manifest, "--dry-run", timeout=60)
+    assert run.code == ExitCode.OK and "dry run: 0 of 3 moves would be attempted" in run.out, run
