@@ -33,7 +33,7 @@ from s3seg.planner import PlanReport
 
 log = logging.getLogger("s3seg")
 
-COMMANDS = ("plan", "apply", "rollback", "status", "run", "verify", "report")
+COMMANDS = ("plan", "apply", "rollback", "status", "run", "verify", "report", "prune")
 
 
 # -- parser ---------------------------------------------------------------------------------------------------
@@ -54,6 +54,9 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="detailed log (to the log file and stderr)")
     p.add_argument("--log-file", help="write the log here instead of the config's log_file")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="print no summary unless the command fails (for cron: mail on error)"
+    )
 
 
 def _exec_flags(p: argparse.ArgumentParser) -> None:
@@ -156,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
             _common_flags(p)
             _target_flags(p)
     _add_audit_parsers(sub)
+    _add_prune_parser(sub)
     return parser
 
 
@@ -538,6 +542,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         return _run_audit(args, out)
     if cmd == "status":
         return _status(args, out)
+    if cmd == "prune":
+        return _run_prune(args, out)
 
     now = datetime.now()
     if cmd in ("plan", "run"):
@@ -635,8 +641,12 @@ def run_cli(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupt)
+    held = io.StringIO() if getattr(args, "quiet", False) else None
     try:
-        return int(_run(args, out))
+        code = int(_run(args, held or out))
+        if held is not None and code != ExitCode.OK:
+            out.write(held.getvalue())  # -q: the summary only when the command failed
+        return code
     except S3SegError as exc:
         _stderr(f"s3seg: error: {exc}")
         logging.getLogger("s3seg").debug("error detail", exc_info=True)
@@ -674,6 +684,36 @@ def _add_audit_parsers(sub: Any) -> None:
             p.add_argument(
                 "-o", "--output", metavar="HTML", help="write the HTML page here (default: print the heatmap)"
             )
+
+
+def _add_prune_parser(sub: Any) -> None:
+    doc = "Remove the manifests and journals of finished runs older than a given age from a state_dir."
+    p = sub.add_parser("prune", help=doc, description=doc + " Unfinished runs are never removed.")
+    p.add_argument("--state-dir", required=True, help="the directory (the config's state_dir)")
+    p.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h (last modification)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing unless it fails")
+
+
+def _run_prune(args: argparse.Namespace, out: TextIO) -> int:
+    from s3seg import prune
+
+    try:
+        age = config_mod.parse_duration(args.older_than)
+    except ValueError as exc:
+        raise UsageError(f"--older-than {exc}") from None
+    report = prune.prune(args.state_dir, age, dry_run=args.dry_run)
+    if args.json:
+        _print(out, json.dumps({"removed": report.removed, "kept": report.kept, "dry_run": args.dry_run}, indent=2))
+        return ExitCode.OK
+    verb = "would remove" if args.dry_run else "removed"
+    for path in report.removed:
+        _print(out, f"{verb} {path}")
+    for path, why in report.kept.items():
+        _print(out, f"kept {path}: {why}")
+    _print(out, f"prune: {verb} {len(report.removed)} finished runs, kept {len(report.kept)} old unfinished ones")
+    return ExitCode.OK
 
 
 def _report_doc() -> None:

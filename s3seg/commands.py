@@ -587,8 +587,18 @@ def run(
         report = plan(
             settings, path, now=now, override=override, unlimited=unlimited, target=target, inventory=inventory
         )
+        if not report.planned and output is None:
+            return report, _nothing_planned(path)
         result = apply(path, opts, target, on_start=on_start, on_progress=on_progress, lease=lease)
     return report, result
+
+
+def _nothing_planned(path: str) -> ExecResult:
+    """A ``run`` that planned nothing leaves nothing in state_dir: its empty manifest is removed (no journal
+    was ever opened), so a cron job every few minutes does not fill the directory."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+    return ExecResult(APPLY, path, journal_path_for(path), 0, 0, RunReport(APPLY))
 
 
 # -- verify / report -----------------------------------------------------------------------------------------

@@ -7,10 +7,12 @@ exit code and the bucket state, not log text alone.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from advlab import Lab, Run, assert_same, cdr_name
@@ -287,3 +289,49 @@ def test_run_dry_run_moves_nothing_and_a_finished_plan_would_attempt_0(moto_lab:
     assert lab.apply().code == ExitCode.OK
     run = lab.cli("apply", lab.manifest, "--dry-run", timeout=60)
     assert run.code == ExitCode.OK and "dry run: 0 of 3 moves would be attempted" in run.out, run
+
+
+# -- state_dir hygiene (item 7) -----------------------------------------------------------------------------------
+def test_a_run_that_plans_nothing_leaves_nothing_in_state_dir(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.put("incoming/notes/readme.txt", b"x")  # below a sub-folder: nothing planned
+    run = lab.cli("run", "-c", str(lab.config()), "--no-progress", "--json", timeout=60)
+    assert run.code == ExitCode.OK and run.summary["plan"]["planned"] == 0, run
+    assert not list(lab.tmp.glob("*.jsonl*"))
+
+
+def test_prune_removes_finished_runs_only(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.seed(3, errors=0)
+    finished = lab.plan("done.jsonl")
+    assert lab.apply().code == ExitCode.OK
+    lab.put("incoming/" + cdr_name(50), b"new")
+    lab.s3.put_object(Bucket=lab.bucket, Key="segregated/2022/12/31/10/" + cdr_name(50), Body=b"in the way")
+    conflicted = lab.plan("conflict.jsonl")
+    assert lab.apply().code == ExitCode.ITEMS_FAILED
+    lab.put("incoming/" + cdr_name(51), b"new2")
+    waiting = lab.plan("waiting.jsonl")  # never applied
+    old = time.time() - 40 * 86400
+    for path in lab.tmp.glob("*.jsonl*"):
+        os.utime(path, (old, old))
+    dry = lab.cli("prune", "--state-dir", str(lab.tmp), "--older-than", "30d", "--dry-run", "--json", timeout=60)
+    assert dry.code == ExitCode.OK and dry.summary["removed"] == [finished], dry
+    assert Path(finished).exists()
+    run = lab.cli("prune", "--state-dir", str(lab.tmp), "--older-than", "30d", "--json", timeout=60)
+    assert run.code == ExitCode.OK and run.summary["removed"] == [finished], run
+    assert set(run.summary["kept"]) == {conflicted, waiting}
+    assert not Path(finished).exists() and not Path(finished + ".journal").exists()
+    assert Path(conflicted).exists() and Path(conflicted + ".journal").exists() and Path(waiting).exists()
+    young = lab.cli("prune", "--state-dir", str(lab.tmp), "--older-than", "60d", "--json", timeout=60)
+    assert young.summary["removed"] == [] and young.summary["kept"] == {}
+
+
+def test_quiet_prints_nothing_on_success_and_the_summary_on_failure(moto_lab: Lab) -> None:
+    lab = moto_lab
+    lab.seed(2, errors=0)
+    run = lab.cli("plan", "-c", str(lab.config()), "-o", str(lab.tmp / "p.jsonl"), "-q", timeout=60)
+    assert run.code == ExitCode.OK and run.out == "", run
+    lab.manifest = str(lab.tmp / "p.jsonl")
+    lab.s3.put_object(Bucket=lab.bucket, Key="segregated/2022/12/31/00/" + cdr_name(0, hour=0), Body=b"in the way")
+    run = lab.cli("apply", lab.manifest, "-q", "--no-progress", timeout=60)
+    assert run.code == ExitCode.ITEMS_FAILED and "conflict" in run.out, run
