@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import io
 import json
 import logging
@@ -32,7 +33,7 @@ from s3seg.planner import PlanReport
 
 log = logging.getLogger("s3seg")
 
-COMMANDS = ("plan", "apply", "rollback", "status", "run", "verify", "report")
+COMMANDS = ("plan", "apply", "rollback", "status", "run", "verify", "report", "prune")
 
 
 # -- parser ---------------------------------------------------------------------------------------------------
@@ -53,6 +54,9 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="detailed log (to the log file and stderr)")
     p.add_argument("--log-file", help="write the log here instead of the config's log_file")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="print no summary unless the command fails (for cron: mail on error)"
+    )
 
 
 def _exec_flags(p: argparse.ArgumentParser) -> None:
@@ -117,6 +121,19 @@ def _plan_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recursive", action="store_true", help="also plan keys in sub-folders of s3_dir")
     p.add_argument("--all", action="store_true", help="lift the n_loops cap: plan every listed object")
     p.add_argument(
+        "--include", action="append", default=[], metavar="GLOB",
+        help="plan only keys whose path relative to s3_dir matches (repeatable; adds to <include>)",
+    )  # fmt: skip
+    p.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB",
+        help="never plan keys whose path relative to s3_dir matches, e.g. '.tmp_*.part' (repeatable; beats --include)",
+    )  # fmt: skip
+    p.add_argument(
+        "--min-age",
+        metavar="DURATION",
+        help="skip objects modified less than this ago: 30s, 10m, 2h (replaces <min_age>)",
+    )
+    p.add_argument(
         "--inventory",
         metavar="S3_URL",
         help="plan from this S3 Inventory report (s3://BUCKET/PATH/manifest.json; CSV, or Parquet/ORC with "
@@ -150,23 +167,40 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("manifest", help="manifest written by `s3seg plan`")
         if name in ("apply", "rollback", "run"):
             _exec_flags(p)
-        if name in ("apply", "rollback"):
+        if name in ("apply", "rollback", "run"):
             p.add_argument("--dry-run", action="store_true", help="print what would be done; send nothing to S3")
         if name == "status":
             p.add_argument("--journal", help="journal path (default: MANIFEST.journal)")
             p.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
+            p.add_argument("--failed", action="store_true", help="list every failed or conflicted move with its keys")
         else:
             _common_flags(p)
             _target_flags(p)
     _add_audit_parsers(sub)
+    _add_prune_parser(sub)
     return parser
 
 
 def _normalise_argv(argv: list[str]) -> list[str]:
-    """The original tool had no sub-commands: ``-c config.xml`` alone means ``run``."""
-    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
-        return ["run", *argv]
-    return argv
+    """The original tool had no sub-commands: ``-c config.xml`` alone means ``run``.
+
+    Options given before the command (``s3seg --endpoint-url X plan -c C``) are moved after it; a word that is
+    not a command (``s3seg aply``) is refused as a mistyped command, with the closest one suggested.
+    """
+    if not argv or argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version"):
+        return argv
+    if not argv[0].startswith("-"):
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        hint = f"; did you mean `s3seg {close[0]}`?" if close else f"; commands: {', '.join(COMMANDS)}"
+        raise UsageError(f"unknown command {argv[0]!r}{hint}")
+    for i, word in enumerate(argv):
+        if word in COMMANDS and not (i and argv[i - 1] in _VALUE_OPTIONS_BEFORE):
+            return [word, *argv[:i], *argv[i + 1 :]]
+    return ["run", *argv]
+
+
+# Options taking a value, so that the word after them is never mistaken for the command (``--profile plan``).
+_VALUE_OPTIONS_BEFORE = frozenset({"--endpoint-url", "--region", "--profile", "-c", "--config", "--log-file"})
 
 
 # -- logging / progress ----------------------------------------------------------------------------------------
@@ -313,6 +347,8 @@ def plan_summary(report: PlanReport, top: int = 15) -> dict[str, Any]:
         "folders": len(report.folders),
         "top_folders": dict(report.folders.most_common(top)),
         "elapsed_s": round(report.elapsed, 3),
+        "outcome": report.outcome,
+        "warnings": list(report.warnings),
     }
 
 
@@ -323,6 +359,8 @@ def print_plan(report: PlanReport, out: TextIO) -> None:
     _print(out, f"planned {report.planned} moves, {report.to_error} of them to the error dir")
     if report.skipped:
         _print(out, "skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items())))
+    for text in report.warnings:
+        _print(out, f"WARNING: {text}")
     if report.cap_hit:
         _print(out, "NOTE: n_loops cap reached: more objects remain. Apply, then plan again, or use --all.")
     if report.folders:
@@ -352,7 +390,8 @@ def exec_summary(result: commands.ExecResult) -> dict[str, Any]:
         "aborted": r.aborted,
         "conditional_checks": result.mode,
         "journal_totals": result.totals,
-        "failures": [{"id": i, "status": s, "detail": d} for i, s, d in r.failures],
+        "failures": [{"id": i, "key": k, "status": s, "detail": d} for i, s, d, k in r.failures],
+        "failures_cut": r.failures_cut,  # true: more failures than listed (``s3seg status --failed`` has all)
     }
 
 
@@ -360,7 +399,7 @@ def print_exec(result: commands.ExecResult, out: TextIO) -> None:
     s = exec_summary(result)
     r = result.report
     verb = "apply" if result.direction == "apply" else "rollback"
-    if result.dry_run_lines:
+    if result.dry_run or result.dry_run_lines:
         for line in result.dry_run_lines:
             _print(out, line)
         _print(out, f"dry run: {len(result.dry_run_lines)} of {result.entries} moves would be attempted")
@@ -372,7 +411,7 @@ def print_exec(result: commands.ExecResult, out: TextIO) -> None:
     for label, n in s["this_run"].items():
         _print(out, f"  {label:<28} {n}")
     for f in s["failures"][:10]:
-        _print(out, f"  ! move {f['id']}: {f['status']}: {f['detail']}")
+        _print(out, f"  ! move {f['id']} {f['key']}: {f['status']}: {f['detail']}")
     if r.aborted:
         _print(out, f"stopped early: {r.aborted}")
     elif r.interrupted:
@@ -385,7 +424,7 @@ def exec_exit_code(result: commands.ExecResult) -> int:
         return ExitCode.REFUSED  # the journal is unusable: free space (or fix the path), then re-run
     if r.interrupted:
         return 128 + r.signal if r.signal else ExitCode.INTERRUPTED
-    if result.dry_run_lines or not result.todo:
+    if result.dry_run or result.dry_run_lines or not result.todo:
         return ExitCode.OK
     good = APPLY_DONE if result.direction == "apply" else ROLLBACK_DONE
     if r.aborted or any(s not in good for s in r.counts) or r.finished < result.todo:
@@ -433,7 +472,24 @@ def _load_settings(args: argparse.Namespace) -> config_mod.Settings:
         import dataclasses
 
         settings = dataclasses.replace(settings, recursive=True)
-    return settings
+    return _with_filters(args, settings)
+
+
+def _with_filters(args: argparse.Namespace, settings: config_mod.Settings) -> config_mod.Settings:
+    """``--include`` / ``--exclude`` add to the config's globs; ``--min-age`` replaces its ``min_age``."""
+    import dataclasses
+
+    changes: dict[str, Any] = {}
+    if args.include:
+        changes["include"] = (*settings.include, *args.include)
+    if args.exclude:
+        changes["exclude"] = (*settings.exclude, *args.exclude)
+    if args.min_age is not None:
+        try:
+            changes["min_age"] = config_mod.parse_duration(args.min_age)
+        except ValueError as exc:
+            raise UsageError(f"--min-age {exc}") from None
+    return dataclasses.replace(settings, **changes) if changes else settings
 
 
 def _override(args: argparse.Namespace, settings: config_mod.Settings) -> datetime | None:
@@ -458,31 +514,58 @@ def _manifest_log_file(path: str) -> str | None:
         return None
 
 
-def _run(args: argparse.Namespace, out: TextIO) -> int:
-    cmd = args.command
-    if cmd in ("verify", "report"):
-        return _run_audit(args, out)
-    if cmd == "status":
-        st = commands.status(args.manifest, args.journal)
-        data = {
+def _status(args: argparse.Namespace, out: TextIO) -> int:
+    """``status``: counts in the operator's words; ``--failed`` lists every failed or conflicted move with its
+    keys. Exits 1 while failures or conflicts remain (re-run apply, or resolve them), 0 otherwise."""
+    st = commands.status(args.manifest, args.journal, failed=args.failed)
+    if args.json:
+        data: dict[str, Any] = {
             "manifest": st.manifest,
             "journal": st.journal if st.journal_exists else None,
             "entries": st.entries,
             "counts": st.counts,
             "remaining": st.remaining,
+            "problems": st.problems,
             "recent_errors": [{"id": i, "error": e} for i, e in st.recent_errors],
+            "recent_errors_total": st.errors_total,
+            "recent_errors_cut": st.errors_total > len(st.recent_errors),  # --failed lists them all
         }
-        if args.json:
-            _print(out, json.dumps(data, indent=2))
-        else:
-            _print(out, f"manifest: {st.manifest} ({st.entries} moves)")
-            _print(out, f"journal:  {st.journal if st.journal_exists else '(none yet: nothing applied)'}")
-            for label, n in st.counts.items():
-                _print(out, f"  {label:<28} {n}")
-            _print(out, f"remaining for apply: {st.remaining}")
-            for i, e in st.recent_errors:
-                _print(out, f"  ! move {i}: {e}")
-        return ExitCode.OK
+        if args.failed:
+            data["failed"] = st.failed  # complete: every failed or conflicted move
+        _print(out, json.dumps(data, indent=2))
+        return ExitCode.ITEMS_FAILED if st.problems else ExitCode.OK
+    words = {s.label: w for s, w in commands.STATUS_WORDS.items()}
+    _print(out, f"manifest: {st.manifest} ({st.entries} moves)")
+    _print(out, f"journal:  {st.journal if st.journal_exists else '(none yet: nothing applied)'}")
+    for label, n in st.counts.items():
+        _print(out, f"  {words.get(label, label):<52} {n}")
+    _print(out, f"still to move (apply): {st.remaining}")
+    if args.failed:
+        for f in st.failed:
+            _print(
+                out, f"  ! move {f['id']} {f['source']} -> {f['destination']}: {f['state']}; {f['error']}".rstrip("; ")
+            )
+    else:
+        for i, e in st.recent_errors:
+            _print(out, f"  ! move {i}: {e}")
+        if st.errors_total > len(st.recent_errors):
+            _print(out, f"  ... {st.errors_total - len(st.recent_errors)} more: `s3seg status --failed` lists them all")
+    if st.problems:
+        _print(out, f"{st.problems} moves failed or conflict: see `s3seg status --failed {st.manifest}`")
+    return ExitCode.ITEMS_FAILED if st.problems else ExitCode.OK
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    cmd = args.command
+    manifest = getattr(args, "manifest", None)
+    if cmd in ("apply", "rollback", "status") and manifest is not None and not os.path.lexists(manifest):
+        raise UsageError(f"manifest {manifest} does not exist (write one with `s3seg plan -c CONFIG -o {manifest}`)")
+    if cmd in ("verify", "report"):
+        return _run_audit(args, out)
+    if cmd == "status":
+        return _status(args, out)
+    if cmd == "prune":
+        return _run_prune(args, out)
 
     now = datetime.now()
     if cmd in ("plan", "run"):
@@ -562,6 +645,9 @@ def run_cli(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int
     raw = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(_normalise_argv(raw))
+    except UsageError as exc:
+        _stderr(f"s3seg: error: {exc}")
+        return ExitCode.USAGE
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     if not args.command:
@@ -577,8 +663,12 @@ def run_cli(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupt)
+    held = io.StringIO() if getattr(args, "quiet", False) else None
     try:
-        return int(_run(args, out))
+        code = int(_run(args, held or out))
+        if held is not None and code != ExitCode.OK:
+            out.write(held.getvalue())  # -q: the summary only when the command failed
+        return code
     except S3SegError as exc:
         _stderr(f"s3seg: error: {exc}")
         logging.getLogger("s3seg").debug("error detail", exc_info=True)
@@ -616,6 +706,36 @@ def _add_audit_parsers(sub: Any) -> None:
             p.add_argument(
                 "-o", "--output", metavar="HTML", help="write the HTML page here (default: print the heatmap)"
             )
+
+
+def _add_prune_parser(sub: Any) -> None:
+    doc = "Remove the manifests and journals of finished runs older than a given age from a state_dir."
+    p = sub.add_parser("prune", help=doc, description=doc + " Unfinished runs are never removed.")
+    p.add_argument("--state-dir", required=True, help="the directory (the config's state_dir)")
+    p.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h (last modification)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing unless it fails")
+
+
+def _run_prune(args: argparse.Namespace, out: TextIO) -> int:
+    from s3seg import prune
+
+    try:
+        age = config_mod.parse_duration(args.older_than)
+    except ValueError as exc:
+        raise UsageError(f"--older-than {exc}") from None
+    report = prune.prune(args.state_dir, age, dry_run=args.dry_run)
+    if args.json:
+        _print(out, json.dumps({"removed": report.removed, "kept": report.kept, "dry_run": args.dry_run}, indent=2))
+        return ExitCode.OK
+    verb = "would remove" if args.dry_run else "removed"
+    for path in report.removed:
+        _print(out, f"{verb} {path}")
+    for path, why in report.kept.items():
+        _print(out, f"kept {path}: {why}")
+    _print(out, f"prune: {verb} {len(report.removed)} finished runs, kept {len(report.kept)} old unfinished ones")
+    return ExitCode.OK
 
 
 def _report_doc() -> None:

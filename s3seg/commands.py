@@ -9,6 +9,7 @@ Must not: print, parse argv, or call ``sys.exit`` (``cli`` owns user output and 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -23,18 +24,30 @@ from s3seg.config import Settings
 from s3seg.errors import ManifestError, StorageError, StoreRefusedError, UsageError
 from s3seg.executor import APPLY, ROLLBACK, Backend, InlineBackend, ProcessBackend, RunReport, execute
 from s3seg.journal import (
+    APPLY_CONFLICTS,
     APPLY_DONE,
+    APPLY_FAILURES,
     Journal,
     JournalState,
+    Status,
     journal_path_for,
     replay,
 )
-from s3seg.lease import Holder, Lease, buckets_of, default_ttl
+from s3seg.lease import LEASE_KEY, Holder, Lease, buckets_of, default_ttl
 from s3seg.manifest import Manifest, ManifestInfo
 from s3seg.moves import Options, Task
 from s3seg.planner import PlanReport
 from s3seg.planner import plan as _plan
-from s3seg.storage import Capabilities, ClientSpec, Storage, configured_endpoint, make_client, make_storage
+from s3seg.storage import (
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    Capabilities,
+    ClientSpec,
+    Storage,
+    configured_endpoint,
+    make_client,
+    make_storage,
+)
 from s3seg.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -81,6 +94,7 @@ class ExecResult:
     totals: dict[str, int] = field(default_factory=dict)  # journal-wide counts per status label
     mode: str = ""  # which conditional checks ran where (server / client)
     dry_run_lines: list[str] = field(default_factory=list)
+    dry_run: bool = False  # a --dry-run: nothing was sent (``dry_run_lines`` may be empty: nothing left to do)
 
 
 def resolve_endpoint(
@@ -104,6 +118,8 @@ def client_spec(settings: dict[str, Any], target: Target, *, threads: int = 10) 
         max_pool_connections=max(threads + 2, 10),
         max_attempts=int(settings.get("max_attempts", 8)),
         retry_mode=str(settings.get("retry_mode", "standard")),
+        connect_timeout=float(settings.get("connect_timeout", CONNECT_TIMEOUT)),
+        read_timeout=float(settings.get("read_timeout", READ_TIMEOUT)),
         lean_http=target.lean_http,
     )
 
@@ -141,9 +157,45 @@ def plan(
         return _plan(
             settings, storage, output, now=now, override=override, unlimited=unlimited, endpoint=spec.endpoint_url,
             listing=listing, listed_from=inventory,
+            preflight=lambda: preflight(spec, settings.source.bucket, None if inventory else settings.source.prefix),
         )  # fmt: skip
     except StorageError as err:
         raise StoreRefusedError(err, f"plan of {settings.source.url} stopped") from None
+
+
+_UNREACHABLE = frozenset(
+    {"ReadTimeoutError", "ConnectTimeoutError", "EndpointConnectionError", "ConnectionClosedError"}
+)
+
+
+def preflight(spec: ClientSpec, bucket: str, prefix: str | None = None) -> None:
+    """One cheap read with at most 2 attempts before the first real request of a run.
+
+    ``prefix`` given (plan, run): a one-key listing of it, which the plan needs permission for anyway; None
+    (apply, rollback): a read of the bucket's lease object, which the lease reads next anyway. A store that
+    refuses these credentials or this bucket answers at once; an endpoint that accepts connections and never
+    answers costs about 2 x ``read_timeout`` here instead of ``max_attempts`` x ``read_timeout`` per request later
+    (a run that seems to hang). Raises ``StorageError`` (the message names the endpoint) for an unreachable
+    store and for ``PREFLIGHT_REFUSALS``; any other refusal is left to the real request (a prefix-scoped policy
+    may refuse this read yet allow the run).
+    """
+    quick = dataclasses.replace(spec, max_attempts=min(spec.max_attempts, 2), lean_http=False)
+    storage = Storage(make_client(quick))
+    try:
+        if prefix is None:
+            storage.read_small(bucket, LEASE_KEY)
+        else:
+            next(storage.list_pages(bucket, prefix, page_size=1), None)
+    except StorageError as err:
+        if err.code in _UNREACHABLE:
+            where = spec.endpoint_url or "AWS S3"
+            err.args = (
+                f"{err} (endpoint {where}; connect_timeout {spec.connect_timeout:g} s, read_timeout "
+                f"{spec.read_timeout:g} s)",
+            )
+            raise
+        if err.code in PREFLIGHT_REFUSALS or prefix is not None:
+            raise
 
 
 # -- apply / rollback -----------------------------------------------------------------------------------------
@@ -273,6 +325,10 @@ def execute_manifest(
             buckets = buckets_of(info.buckets)  # collected by verify(): no second pass over the manifest
             with contextlib.ExitStack() as stack:
                 if lease is None or not set(buckets) <= set(lease.buckets):
+                    try:
+                        preflight(spec, buckets[0])
+                    except StorageError as err:
+                        raise StoreRefusedError(err, f"{direction} stopped before any move") from None
                     retries = int(config.get("item_retries", 5))
                     lease = stack.enter_context(_lease(storage, buckets, direction, manifest_path, opts, spec, retries))
                 probe_bucket = next(_buckets(manifest, direction))
@@ -344,6 +400,7 @@ def _execute_under_lease(
             batch_size=opts.batch_size or int(config.get("batch_size", 500)),
             on_progress=on_progress,
             guard=lease.guard,
+            breaker=int(config.get("circuit_breaker", 100)),
         )
     finally:
         if own_backend:
@@ -401,6 +458,7 @@ def _dry_run(direction: str, manifest: Manifest, info: ManifestInfo, journal_pat
         lines.append(f"would {verb} s3://{t.src_bucket}/{t.src_key} -> s3://{t.dst_bucket}/{t.dst_key}")
     res = ExecResult(direction, manifest.path, journal_path, info.entries, len(lines), RunReport(direction))
     res.dry_run_lines = lines
+    res.dry_run = True
     res.totals = {s.label: n for s, n in state.counts().items()}
     return res
 
@@ -426,10 +484,53 @@ class StatusReport:
     remaining: int  # moves apply would still attempt
     header: dict[str, Any]
     recent_errors: list[tuple[int, str]]
+    errors_total: int = 0  # how many moves have a recorded error (``recent_errors`` lists the first 20)
+    problems: int = 0  # moves failed or in conflict now (apply or rollback): ``status`` exits 1 while any remain
+    failed: list[dict[str, Any]] = field(default_factory=list)  # every such move, with its keys (``failed=True``)
 
 
-def status(manifest_path: str, journal: str | None = None) -> StatusReport:
-    """Counts per outcome from the journal, and what remains. Reads files only; takes no lock."""
+# Journal statuses in the operator's words (``status`` prints these; JSON keeps the stable labels).
+STATUS_WORDS: dict[Status, str] = {
+    Status.PENDING: "not started",
+    Status.INTENT: "in progress (copy may have started)",
+    Status.COPIED: "in progress (copied, original not yet deleted)",
+    Status.DONE: "moved",
+    Status.DEDUPED: "moved (identical copy was already there)",
+    Status.ALREADY_DONE: "moved (found done when resuming)",
+    Status.DONE_ELSEWHERE: "moved (by something else)",
+    Status.CONFLICT_SOURCE_CHANGED: "conflict: the file changed since the plan",
+    Status.CONFLICT_DEST_DIFFERS: "conflict: another file at the destination",
+    Status.FAILED_MISSING: "failed: the file is gone",
+    Status.SKIPPED_ARCHIVED: "skipped: archived (restore it first)",
+    Status.FAILED: "failed: S3 error (re-run to retry)",
+    Status.R_INTENT: "rollback in progress (copy back may have started)",
+    Status.R_COPIED: "rollback in progress (copied back, moved file not yet deleted)",
+    Status.ROLLED_BACK: "rolled back",
+    Status.R_NOT_MOVED: "rolled back (had not been moved)",
+    Status.R_CONFLICT_DEST_MODIFIED: "rollback conflict: the moved file changed since",
+    Status.R_CONFLICT_SOURCE_RECREATED: "rollback conflict: a new file at the original key",
+    Status.R_FAILED_MISSING: "rollback failed: the moved file is gone",
+    Status.R_FAILED: "rollback failed: S3 error (re-run to retry)",
+}
+PROBLEMS = (
+    APPLY_CONFLICTS
+    | APPLY_FAILURES
+    | frozenset(
+        {
+            Status.R_CONFLICT_DEST_MODIFIED,
+            Status.R_CONFLICT_SOURCE_RECREATED,
+            Status.R_FAILED_MISSING,
+            Status.R_FAILED,
+        }
+    )
+)
+
+
+def status(manifest_path: str, journal: str | None = None, *, failed: bool = False) -> StatusReport:
+    """Counts per outcome from the journal, and what remains. Reads files only; takes no lock.
+
+    ``failed``: also list every failed or conflicted move with its keys and last error (a pass over the
+    manifest)."""
     manifest = Manifest(manifest_path)
     info = manifest.verify(entries_checked=False)  # executes nothing: digests and ids over every line suffice
     journal_path = journal or journal_path_for(manifest_path)
@@ -438,10 +539,28 @@ def status(manifest_path: str, journal: str | None = None) -> StatusReport:
         state, _ = replay(journal_path, manifest_sha256=info.sha256, entries=info.entries)
     else:
         state = JournalState(info.entries)
-    counts = {s.label: n for s, n in sorted(state.counts().items())}
+    raw = state.counts()
+    counts = {s.label: n for s, n in sorted(raw.items())}
     remaining = info.entries - state.mask(APPLY_DONE).count(1)
     errors = sorted(state.last_error.items())[:20]
-    return StatusReport(manifest_path, journal_path, info.entries, exists, counts, remaining, info.header, errors)
+    report = StatusReport(manifest_path, journal_path, info.entries, exists, counts, remaining, info.header, errors)
+    report.errors_total = len(state.last_error)
+    report.problems = sum(n for s, n in raw.items() if s in PROBLEMS)
+    if failed and report.problems:
+        for m in manifest.moves():
+            st = state.status_of(m.id)
+            if st in PROBLEMS:
+                report.failed.append(
+                    {
+                        "id": m.id,
+                        "status": st.label,
+                        "state": STATUS_WORDS[st],
+                        "source": f"s3://{m.src_bucket}/{m.src_key}",
+                        "destination": f"s3://{m.dst_bucket}/{m.dst_key}",
+                        "error": state.last_error.get(m.id, ""),
+                    }
+                )
+    return report
 
 
 # -- run --------------------------------------------------------------------------------------------------------
@@ -480,13 +599,27 @@ def run(
     # One lease over plan and apply: no other run can change these buckets between the listing and the moves.
     spec = client_spec(settings.to_dict(), target)
     buckets = sorted({settings.source.bucket, settings.segregated.bucket, settings.error.bucket})
+    try:
+        preflight(spec, settings.source.bucket, settings.source.prefix)
+    except StorageError as err:
+        raise StoreRefusedError(err, f"run of {settings.source.url} stopped before the plan") from None
     storage = make_storage(spec, make_client(spec))
     with _lease(storage, buckets, "run", path, opts, spec, settings.item_retries) as lease:
         report = plan(
             settings, path, now=now, override=override, unlimited=unlimited, target=target, inventory=inventory
         )
+        if not report.planned and output is None:
+            return report, _nothing_planned(path)
         result = apply(path, opts, target, on_start=on_start, on_progress=on_progress, lease=lease)
     return report, result
+
+
+def _nothing_planned(path: str) -> ExecResult:
+    """A ``run`` that planned nothing leaves nothing in state_dir: its empty manifest is removed (no journal
+    was ever opened), so a cron job every few minutes does not fill the directory."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+    return ExecResult(APPLY, path, journal_path_for(path), 0, 0, RunReport(APPLY))
 
 
 # -- verify / report -----------------------------------------------------------------------------------------

@@ -91,6 +91,12 @@ class Settings:
     max_attempts: int = 8  # botocore total attempts per request (retry mode "adaptive"/"standard")
     retry_mode: str = "standard"
     item_retries: int = 5  # whole-item retries above botocore for throttling / 5xx / transport errors
+    connect_timeout: float = 5.0  # seconds to open a connection to the store (per attempt)
+    read_timeout: float = 30.0  # seconds a request may wait for the store's next bytes (per attempt)
+    circuit_breaker: int = 100  # stop a run after this many consecutive identical failures (0: never)
+    include: tuple[str, ...] = ()  # globs on the key relative to s3_dir: plan only keys matching one of them
+    exclude: tuple[str, ...] = ()  # globs on the key relative to s3_dir: never plan keys matching one of them
+    min_age: int = 0  # seconds: skip objects modified less than this long before the plan (still being written)
     batch_size: int = 500  # moves per batch handed to a worker process (<= 1000: one DeleteObjects)
     list_workers: int = 1  # threads listing s3_dir in parallel StartAfter ranges (1 = one serial listing)
     state_dir: str = "."  # where `s3seg run` keeps its manifests and journals
@@ -295,6 +301,23 @@ def _name(text: str) -> str:
     return text
 
 
+def _globs(text: str) -> tuple[str, ...]:
+    """Whitespace-separated glob patterns (``*``, ``?``, ``[...]``), matched against the key relative to s3_dir."""
+    return tuple(text.split())
+
+
+_DURATION = re.compile(r"(\d+)\s*([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """``30s``, ``10m``, ``2h``, ``7d`` or plain seconds -> seconds."""
+    found = _DURATION.fullmatch(text.strip())
+    if not found:
+        raise ValueError(f"must be a duration such as 30s, 10m, 2h or 7d (got {_show(text)})")
+    return int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+
+
 def _boolean(text: str) -> bool:
     return text in ("true", "1")  # the schema admits only xs:boolean: true, false, 1, 0
 
@@ -323,6 +346,12 @@ _PARAMETERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "max_attempts": ("max_attempts", int),
     "retry_mode": ("retry_mode", str),
     "item_retries": ("item_retries", int),
+    "connect_timeout": ("connect_timeout", float),
+    "read_timeout": ("read_timeout", float),
+    "circuit_breaker": ("circuit_breaker", int),
+    "include": ("include", _globs),
+    "exclude": ("exclude", _globs),
+    "min_age": ("min_age", parse_duration),
     "batch_size": ("batch_size", int),
     "list_workers": ("list_workers", int),
     "state_dir": ("state_dir", _state_dir),

@@ -121,7 +121,8 @@ class StoreRefusedError(S3SegError):
     def __init__(self, cause: StorageError, what: str) -> None:
         self.cause = cause
         hint = _REFUSAL_HINTS.get(cause.code, "check the endpoint, the bucket and the credentials")
-        super().__init__(f"{what}: {cause}; nothing was changed; {hint}, then re-run")
+        lead = "credentials refused: " if cause.code in CREDENTIAL_REFUSALS else ""
+        super().__init__(f"{lead}{what}: {cause}; nothing was changed; {hint}, then re-run")
 
 
 class StorageError(S3SegError):
@@ -190,7 +191,14 @@ def show_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
 
 
 # What to tell the operator for the refusals seen before anything changes.
+# S3 error codes that mean "this identity is not accepted here" (as opposed to "not allowed to do this").
+CREDENTIAL_REFUSALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"})
+
 _REFUSAL_HINTS = {
+    "ReadTimeoutError": "the endpoint accepted the connection but did not answer in time: check that "
+    "--endpoint-url / endpoint_url names an S3 service (or raise read_timeout)",
+    "ConnectTimeoutError": "the endpoint did not accept a connection in time: check --endpoint-url / endpoint_url "
+    "and the network (or raise connect_timeout)",
     "NoSuchBucket": "check the bucket name in the config (and the endpoint / region)",
     "AccessDenied": "grant this identity the s3:ListBucket / s3:GetObject / s3:PutObject / s3:DeleteObject "
     "permissions it needs",

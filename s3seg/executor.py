@@ -193,11 +193,50 @@ class RunReport:
     signal: int = 0  # the signal that asked the run to stop (0: none, or Ctrl-C outside a signal handler)
     aborted: str = ""  # why the run stopped early (a worker died, the journal cannot be written, ...), if it did
     journal_failed: bool = False  # the journal could not be written: the run stopped before anything new
-    failures: list[tuple[int, str, str]] = field(default_factory=list)  # (id, status label, detail), capped
+    # (id, status label, detail, s3://bucket/key of the object moved), the first ``max_failures_listed``
+    failures: list[tuple[int, str, str, str]] = field(default_factory=list)
+    failures_cut: bool = False  # more failures happened than ``failures`` lists
 
     @property
     def finished(self) -> int:
         return sum(self.counts.values())
+
+
+class CircuitBreaker:
+    """Trips after ``limit`` consecutive ERROR results with the same S3 error code on the same operation.
+
+    A store that refuses every move the same way (a missing bucket answered with 500 InternalError, a policy
+    denying CopyObject) would otherwise have the run retry and fail every item, one by one, for as long as the
+    manifest lasts. Any other result (a move done, a conflict, a different error) resets the count. ``limit`` 0
+    disables the breaker. ``tripped`` is the reason to stop (empty while closed); the pipeline reads it between
+    steps like the lease guard, so what is in flight ends as INTENT or COPIED in the journal (nothing is lost).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.last: tuple[str, str] = ("", "")
+        self.sample = ""
+        self.tripped = ""
+
+    def see(self, result: Result) -> None:
+        if not self.limit or self.tripped:
+            return
+        if result.kind is not Kind.ERROR:
+            self.count = 0
+            return
+        op = result.detail.split(" ", 1)[0] if " s3://" in result.detail else "-"
+        cause = (result.code or "-", op)
+        if cause != self.last:
+            self.last, self.count = cause, 0
+        self.count += 1
+        self.sample = result.detail
+        if self.count >= self.limit:
+            self.tripped = (
+                f"circuit breaker: the last {self.count} moves all failed with {cause[0]} on {op} "
+                f"(e.g. {self.sample}); the store refuses every move the same way, so the run stopped. Nothing "
+                "was lost: fix the cause (bucket, permissions, endpoint) and re-run to resume"
+            )
 
 
 class Stop:
@@ -302,6 +341,7 @@ class Pipeline:
         stop: Stop,
         guard: Callable[[], str],
         max_failures_listed: int,
+        breaker: int = 0,
     ) -> None:
         self.journal = journal
         self.direction = direction
@@ -312,7 +352,9 @@ class Pipeline:
         self.guard = guard
         self.max_failures_listed = max_failures_listed
         self.report = RunReport(direction)
+        self.breaker = CircuitBreaker(breaker)
         self.in_flight: dict[Future[Any], _InFlight] = {}
+        self._keys: dict[int, str] = {}  # id -> s3://bucket/key of each task in flight (failure lines name it)
         self._batches = _batches(tasks, batch_size)
 
     # -- the loop --------------------------------------------------------------------------------------------
@@ -343,7 +385,7 @@ class Pipeline:
     def _loop(self) -> None:
         announced = False
         while True:
-            why = self.stop.abandon or self.guard()
+            why = self.stop.abandon or self.guard() or self.breaker.tripped
             if why:
                 self._abort(why)
                 return
@@ -373,6 +415,7 @@ class Pipeline:
             return None
         batch = next(self._batches, None)
         if batch is not None:
+            self._keys.update((t.id, f"s3://{t.src_bucket}/{t.src_key}") for t in batch)
             self.journal.intent(self.direction, [t.id for t in batch])  # durable before any copy
             crash_point("after-intent")
         return batch
@@ -418,13 +461,17 @@ class Pipeline:
         groups: dict[Status, list[int]] = {}
         for r in results:
             status = final_status(direction, r.kind, (copy_kinds or {}).get(r.id))
+            key = self._keys.pop(r.id, "")
             if r.code or r.detail:
                 journal.outcome(direction, status, [r.id], r.code or "-", r.detail)
                 if len(report.failures) < self.max_failures_listed:
-                    report.failures.append((r.id, status.label, f"{r.code} {r.detail}".strip()))
+                    report.failures.append((r.id, status.label, f"{r.code} {r.detail}".strip(), key))
+                else:
+                    report.failures_cut = True
             else:
                 groups.setdefault(status, []).append(r.id)
             report.counts[status] += 1
+            self.breaker.see(r)
         for status, ids in groups.items():
             journal.outcome(direction, status, ids)
         crash_point("after-outcome")
@@ -442,6 +489,7 @@ def execute(
     on_progress: Callable[[int], None] = lambda n: None,
     guard: Callable[[], str] = lambda: "",
     max_failures_listed: int = 50,
+    breaker: int = 0,
 ) -> RunReport:
     """Run every task through copy and delete phases on ``backend``, journaling each step in order.
 
@@ -449,11 +497,12 @@ def execute(
     finishes and is journaled, and the report says ``interrupted`` with the signal; a second signal abandons
     the in-flight batches (still safe: they are INTENT or COPIED in the journal and will be re-checked).
     ``guard`` is asked between steps; a non-empty answer (the lease was lost, say) stops the run at once.
+    ``breaker`` (0: off) stops it the same way after that many consecutive identical failures (``CircuitBreaker``).
     """
     stop = Stop()
     pipeline = Pipeline(
         journal, direction, tasks, backend, cfg, batch_size=batch_size, on_progress=on_progress, stop=stop,
-        guard=guard, max_failures_listed=max_failures_listed,
+        guard=guard, max_failures_listed=max_failures_listed, breaker=breaker,
     )  # fmt: skip
     with signals_to(stop):
         return pipeline.run()

@@ -11,10 +11,11 @@ same destination (the property tests rely on it).
 from __future__ import annotations
 
 import enum
+import fnmatch
 import functools
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from s3seg.config import S3Location, Settings
 
@@ -38,6 +39,42 @@ class Skip(enum.StrEnum):
     ALREADY_SEGREGATED = "already-segregated"  # lies in the segregated or error location inside s3_dir
     OUTSIDE_SOURCE = "outside-source"  # does not start with the source prefix (defensive)
     S3SEG_INTERNAL = "s3seg-internal"  # s3seg's own lease or probe scratch object at the bucket root
+    EXCLUDED = "excluded"  # matches an <exclude> glob, or no <include> glob (relative to s3_dir)
+    TOO_NEW = "too-new"  # modified less than <min_age> before the plan
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """``include`` / ``exclude`` globs on the key relative to s3_dir and ``min_age`` (seconds). Pure.
+
+    Unlike aws-cli (where the last matching filter wins, and everything is included to begin with), the rule is
+    order-free: with any ``include``, a key must match one of them; a key matching any ``exclude`` is skipped.
+    """
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    min_age: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Filters:
+        return cls(tuple(settings.include), tuple(settings.exclude), int(settings.min_age))
+
+    def __bool__(self) -> bool:
+        return bool(self.include or self.exclude or self.min_age)
+
+    def skip(self, relative: str, last_modified: str, now_utc: datetime) -> Skip | None:
+        """Why a key (``relative`` to s3_dir, ``last_modified`` ISO 8601) is filtered out, or None."""
+        if self.include and not any(fnmatch.fnmatchcase(relative, g) for g in self.include):
+            return Skip.EXCLUDED
+        if any(fnmatch.fnmatchcase(relative, g) for g in self.exclude):
+            return Skip.EXCLUDED
+        if self.min_age and last_modified:
+            modified = datetime.fromisoformat(last_modified)
+            if modified.tzinfo is None:
+                modified = modified.replace(tzinfo=UTC)
+            if now_utc - modified < timedelta(seconds=self.min_age):
+                return Skip.TOO_NEW
+        return None
 
 
 # Keys s3seg itself writes at a bucket's root (``lease.LEASE_KEY``, the capability probe's scratch prefix).

@@ -24,18 +24,18 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from s3seg import __version__
+from s3seg import __version__, advice
 from s3seg.config import Settings
-from s3seg.errors import PlanError, UsageError
+from s3seg.errors import PlanError, StorageError, UsageError
 from s3seg.journal import journal_path_for
 from s3seg.listing import list_pages
 from s3seg.manifest import Manifest, ManifestWriter, Move, read_lines
-from s3seg.naming import MAX_KEY_BYTES, Reason, Rule, Skip, destination, skip_reason
+from s3seg.naming import MAX_KEY_BYTES, Filters, Reason, Rule, Skip, destination, skip_reason
 from s3seg.storage import Listed, Storage
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,16 @@ class PlanReport:
     skipped: Counter[str] = field(default_factory=Counter)
     folders: Counter[str] = field(default_factory=Counter)  # "s3://bucket/folder" -> planned moves
     elapsed: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # s3seg.advice: a plan that does nothing or the wrong thing
 
     @property
     def to_error(self) -> int:
         return self.reasons[Reason.NO_MATCH] + self.reasons[Reason.BAD_DATE]
+
+    @property
+    def outcome(self) -> str:
+        """``nothing-listed`` | ``nothing-planned`` | ``all-to-error`` | ``planned`` (``s3seg.advice``)."""
+        return advice.outcome(self.listed, self.planned, self.to_error)
 
 
 def plan(
@@ -113,12 +119,14 @@ def plan(
     endpoint: str | None = None,
     listing: Iterable[list[Listed]] | None = None,
     listed_from: str | None = None,
+    preflight: Callable[[], None] = lambda: None,
 ) -> PlanReport:
     """List ``s3_dir`` and write the manifest of moves to ``output``; return what was planned.
 
     ``listing`` replaces the listing of ``s3_dir`` (pages of objects from an S3 Inventory, say; ``listed_from``
     names it in the manifest header). It has no delimiter, so keys below sub-folders are skipped by the same
-    direct-child rule (``naming.skip_reason``) unless ``recursive`` is on.
+    direct-child rule (``naming.skip_reason``) unless ``recursive`` is on. ``preflight`` runs once the manifest
+    is open and before the first listing request (a quick reachability check; it raises to stop the plan).
     """
     started = time.monotonic()
     rule = Rule.from_settings(settings, now=now, override=override)
@@ -150,6 +158,7 @@ def plan(
     folders_by_bucket: dict[str, set[str]] = {}
     watchdog = _RegexWatchdog(MATCH_TIME_LIMIT)
     try:
+        preflight()
         with watchdog.armed(rule.pattern is not None):
             _plan_pages(settings, storage, writer, report, rule, folders_by_bucket, watchdog, unlimited, listing)
         report.planned = writer.count
@@ -172,6 +181,7 @@ def plan(
         writer.abort()
         raise UsageError(f"cannot write the manifest {output}: {exc.strerror or exc}") from None
     report.elapsed = time.monotonic() - started
+    _advise(settings, storage, report, rule, override, own_listing=listing is None)
     if report.cap_hit:
         log.warning(
             "stopped after n_loops=%d pages of n_keys=%d: more objects remain; plan again after applying, "
@@ -180,6 +190,34 @@ def plan(
             settings.n_keys,
         )
     return report
+
+
+def _advise(
+    settings: Settings,
+    storage: Storage,
+    report: PlanReport,
+    rule: Rule,
+    override: datetime | None,
+    *,
+    own_listing: bool,
+) -> None:
+    """Attach (and log) the warnings of ``s3seg.advice``. When nothing was planned from a listing with a
+    delimiter, one more listing page without it tells whether files wait below sub-folders (``recursive``)."""
+    nested, sample = 0, ""
+    if not report.planned and not settings.recursive and own_listing:
+        src = settings.source
+        try:
+            page = next(storage.list_pages(src.bucket, src.prefix, page_size=1000), [])
+        except StorageError:
+            page = []
+        below = [o.key for o in page if skip_reason(src.bucket, o.key, rule) is Skip.NOT_DIRECT_CHILD]
+        nested, sample = len(below), (f"s3://{src.bucket}/{below[0]}" if below else "")
+    report.warnings = advice.plan_warnings(
+        settings, listed=report.listed, planned=report.planned, reasons=report.reasons, skipped=report.skipped,
+        nested=nested, nested_sample=sample, override=override,
+    )  # fmt: skip
+    for text in report.warnings:
+        log.warning("%s", text)
 
 
 def _plan_pages(
@@ -209,6 +247,7 @@ def _plan_pages(
     # of already segregated keys (which sort before new files) would otherwise use up the cap in every run,
     # and no run would ever plan anything.
     planned_pages = 0
+    filters, now_utc, cut = Filters.from_settings(settings), datetime.now(UTC), len(settings.source.prefix)
     for page in pages:
         if not unlimited and settings.n_loops and planned_pages >= settings.n_loops:
             report.cap_hit = True
@@ -218,6 +257,8 @@ def _plan_pages(
         for obj in page:
             report.listed += 1
             skip = skip_reason(src_bucket, obj.key, rule)
+            if skip is None and filters:
+                skip = filters.skip(obj.key[cut:], obj.last_modified, now_utc)
             if skip is not None:
                 report.skipped[skip] += 1
                 continue

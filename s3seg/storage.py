@@ -26,7 +26,7 @@ import botocore.exceptions
 import botocore.session
 import botocore.utils
 
-from s3seg.errors import StorageError
+from s3seg.errors import StorageError, UsageError
 from s3seg.leanpath import RETRYABLE_CODES, LeanPath, UseBotocore
 
 if TYPE_CHECKING:
@@ -43,6 +43,12 @@ _BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreErr
 _XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
+# Defaults under which an endpoint that accepts connections and never answers ends a run's first request within
+# about a minute (the preflight makes 2 attempts; see ``commands.preflight``). botocore's own are 60 s / 60 s.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientSpec:
     """How to build an S3 client. Picklable and credential-free: each process builds its own client."""
@@ -53,8 +59,8 @@ class ClientSpec:
     max_pool_connections: int = 10
     max_attempts: int = 8
     retry_mode: str = "standard"
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    connect_timeout: float = CONNECT_TIMEOUT
+    read_timeout: float = READ_TIMEOUT
     lean_http: bool = True  # the lean request path for per-object calls (see leanpath); False: botocore only
 
 
@@ -85,7 +91,13 @@ def make_client(spec: ClientSpec) -> S3Client:
     """A boto3 S3 client built in the calling process from the standard credential chain."""
     core = botocore.session.get_session()
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_parse_timestamp)
-    session = boto3.session.Session(botocore_session=core, profile_name=spec.profile, region_name=spec.region)
+    try:
+        session = boto3.session.Session(botocore_session=core, profile_name=spec.profile, region_name=spec.region)
+    except botocore.exceptions.ProfileNotFound:
+        raise UsageError(
+            f"AWS profile {spec.profile or core.profile!r} is not in the AWS config or credentials file "
+            "(from --profile, <profile> or AWS_PROFILE): check its name"
+        ) from None
     config = botocore.config.Config(
         max_pool_connections=spec.max_pool_connections,
         retries={"mode": spec.retry_mode, "total_max_attempts": spec.max_attempts},  # type: ignore[arg-type]
@@ -101,7 +113,12 @@ def make_client(spec: ClientSpec) -> S3Client:
         # silently send a manifest's moves there. ``None`` means AWS's own endpoint.
         **_NO_CONFIGURED_ENDPOINTS,
     )
-    return session.client("s3", endpoint_url=spec.endpoint_url, config=config)
+    try:
+        return session.client("s3", endpoint_url=spec.endpoint_url, config=config)
+    except botocore.exceptions.InvalidRegionError:
+        raise UsageError(f"region {spec.region!r} is not a valid AWS region name (e.g. us-east-1)") from None
+    except ValueError as exc:  # botocore: an endpoint URL it cannot use
+        raise UsageError(f"cannot build an S3 client: {exc}") from None
 
 
 def configured_endpoint(spec: ClientSpec) -> str | None:

@@ -20,6 +20,9 @@ Faults, each drawn per request from a seeded RNG (so a failing run can be replay
   the next request instead of now (a subprocess takes a while to send its first one), ``storm_after=(op, n)``
   at the n-th request of ``op``.
 * ``delay``: seconds added before forwarding each request (stretches a run so a random kill lands mid-way).
+* ``refuse = (status, code, ops)``: every request of ``ops`` (``None``: all) is answered with that error
+  (a missing bucket answered with 500 on every CopyObject, refused credentials: ``(403, "InvalidAccessKeyId",
+  None)``), never forwarded; counted as ``refused``.
 * ``hold()`` / ``release()``: requests wait before forwarding until released (freezes a run mid-way).
 
 ``ops`` restricts faults to the named S3 operations (``None``: every operation). Operations are recognised from
@@ -139,6 +142,8 @@ class FaultProxy:
         self._storm_after: tuple[str, int] | None = None  # ... or with the n-th request of an operation
         self.storm_ops: frozenset[str] | None = None
         self._in_flight = 0
+        # (status, code, ops or None): answer every such request with this error, without forwarding it
+        self.refuse: tuple[int, str, frozenset[str] | None] | None = None
         self._gate = threading.Event()  # cleared by hold(): requests wait before being forwarded
         self._gate.set()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
@@ -182,6 +187,7 @@ class FaultProxy:
     def heal(self) -> FaultProxy:
         """No faults, no storm, no delay, no hold (the counters are kept)."""
         self.release()
+        self.refuse = None
         return self.set(fail_before=0.0, lose_after=0.0, delay=0.0, storm=0.0, ops=None, storm_ops=None)
 
     def reset_counts(self) -> None:
@@ -345,6 +351,11 @@ class FaultProxy:
                 head = self.command == "HEAD"
                 op = op_of(self.command, self.path, self.headers)
                 decision = proxy._decide(op)
+                refuse = proxy.refuse
+                if refuse is not None and (refuse[2] is None or op in refuse[2]):
+                    proxy._count("refused", op)
+                    self._error(refuse[0], refuse[1], f"refused by faultproxy ({refuse[1]})", head=head)
+                    return
                 if decision == "storm":
                     self._error(503, "SlowDown", "Please reduce your request rate. (faultproxy storm)", head=head)
                     return

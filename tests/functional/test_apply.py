@@ -700,12 +700,12 @@ def test_status_counts_outcomes_and_what_remains(s3: Any, bucket: str, tmp_path:
     code, out = cli_run("status", manifest, "--json")
 
     status = json.loads(out)
-    assert code == 0
+    assert code == 1  # a conflict and a failure remain (issue 14: status exits non-zero while they do)
     assert status["counts"] == {"done": 3, "conflict-dest-differs": 1, "failed-missing": 1}
     assert status["remaining"] == 2
     assert {e["id"] for e in status["recent_errors"]} == {4, 5}
     code, text = cli_run("status", manifest)
-    assert code == 0 and "remaining for apply: 2" in text
+    assert code == 1 and "still to move (apply): 2" in text and "conflict: another file at the destination" in text
 
 
 def test_dry_run_lists_the_moves_and_sends_no_request(

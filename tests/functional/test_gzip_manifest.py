@@ -1,4 +1,4 @@
-# ruff: noqa: F811 - the fixture ``s3`` is imported from test_apply, then used as an argument
+
 """plan -o plan.jsonl.gz, apply, status, resume, verify and rollback, in process on moto: a compressed manifest
 is used transparently; its journal is plain JSONL bound to the digest of the uncompressed lines."""
 

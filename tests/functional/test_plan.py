@@ -227,10 +227,11 @@ def test_plan_lists_in_pages_of_n_keys(s3: Any, tmp_path: Path, requests: list[t
     report = run_plan(load(tmp_path, n_keys=5), tmp_path / "plan.jsonl")
     assert report.planned == 23
     assert report.pages == 5
-    assert [name for name, _ in requests] == ["ListObjectsV2"] * 5
-    assert {p["MaxKeys"] for _, p in requests} == {5}
+    # the preflight (one key, commands.preflight), then the listing proper
+    assert [name for name, _ in requests] == ["ListObjectsV2"] * 6
+    assert [p["MaxKeys"] for _, p in requests] == [1] + [5] * 5
     assert {p["Prefix"] for _, p in requests} == {"incoming/"}
-    assert {p.get("Delimiter") for _, p in requests} == {"/"}
+    assert {p.get("Delimiter") for _, p in requests[1:]} == {"/"}
 
 
 def test_parallel_listing_plans_exactly_what_the_serial_listing_plans(s3: Any, tmp_path: Path) -> None:
