@@ -35,7 +35,10 @@ SEG = "segregated/2022/12/31/10/"
 def snapshot(s3: Any, bucket: str, *, full: bool = True) -> dict[str, Any]:
     """The bucket minus the capability probe's scratch objects, which a kill during the probe leaves behind
     (a documented limit: README "Known limits"); everything else must match exactly."""
-    return {k: v for k, v in _snapshot(s3, bucket, full=full).items() if not k.startswith(".s3seg-probe/")}
+    # A run killed before its first move also leaves its lease (.s3seg-lease); the next run that moves
+    # anything takes it over and removes it, a run with nothing to do leaves it (docs/safety.md, known limits).
+    internal = (".s3seg-probe/", ".s3seg-lease")
+    return {k: v for k, v in _snapshot(s3, bucket, full=full).items() if not k.startswith(internal)}
 
 
 def dst_of(key: str) -> str:

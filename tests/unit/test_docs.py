@@ -100,7 +100,7 @@ def test_every_documented_flag_exists() -> None:
 
 def test_the_flag_walk_sees_every_command() -> None:
     names = {p.prog.split()[-1] for p in _parsers()[1:]}
-    assert names == {"plan", "apply", "rollback", "status", "run", "verify", "report"}
+    assert names == {"plan", "apply", "rollback", "status", "run", "verify", "report", "prune"}
     assert {"--config", "--dry-run", "--samples", "--lock-wait", "--version", "--help"} <= _cli_flags()
 
 
