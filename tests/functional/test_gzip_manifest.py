@@ -1,4 +1,3 @@
-
 """plan -o plan.jsonl.gz, apply, status, resume, verify and rollback, in process on moto: a compressed manifest
 is used transparently; its journal is plain JSONL bound to the digest of the uncompressed lines."""
 
