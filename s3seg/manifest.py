@@ -462,11 +462,7 @@ class Manifest:
                 continue
             data = self._parse(raw, lineno)
             if lineno == 1:
-                if data.get("type") != "header":
-                    raise self._error(1, "first line is not a manifest header: not an s3seg manifest")
-                if data.get("format") != FORMAT:
-                    raise self._error(1, f"manifest format {data.get('format')!r} is not supported")
-                header = data
+                header = self._checked_header(data)
                 header_sha256 = hashlib.sha256(raw).hexdigest()
                 continue
             if data.get("type") == "trailer":
@@ -485,22 +481,33 @@ class Manifest:
             count += 1
         if header is None:
             raise self._error(None, "empty file: not an s3seg manifest")
-        if trailer is None:
-            raise self._error(None, "no trailer: the manifest is truncated (was `s3seg plan` interrupted?)")
-        if trailer.get("entries") != count or trailer.get("sha256") != entries.hexdigest():
-            raise self._error(
-                None,
-                f"trailer says {trailer.get('entries')} entries with digest {str(trailer.get('sha256'))[:12]}..., "
-                f"file has {count} with {entries.hexdigest()[:12]}...: the manifest was edited; plan again",
-            )
-        if trailer.get("header_sha256") != header_sha256:
-            raise self._error(1, "the header does not match the trailer's digest: the manifest was edited; plan again")
+        self._check_trailer(trailer, count, entries.hexdigest(), header_sha256)
         if self._identity(fd) != before:
             raise self._error(None, "the manifest changed while it was being verified; try again")
         self._stat = before
         self._entries_sha256 = entries.hexdigest()
         self._info = ManifestInfo(header=header, entries=count, sha256=whole.hexdigest(), buckets=frozenset(pairs))
         return self._info
+
+    def _checked_header(self, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("type") != "header":
+            raise self._error(1, "first line is not a manifest header: not an s3seg manifest")
+        if data.get("format") != FORMAT:
+            raise self._error(1, f"manifest format {data.get('format')!r} is not supported")
+        return data
+
+    def _check_trailer(self, trailer: dict[str, Any] | None, count: int, entries: str, header_sha256: str) -> None:
+        """The trailer's count and digests must be those of what was read: nothing cut, edited or added."""
+        if trailer is None:
+            raise self._error(None, "no trailer: the manifest is truncated (was `s3seg plan` interrupted?)")
+        if trailer.get("entries") != count or trailer.get("sha256") != entries:
+            raise self._error(
+                None,
+                f"trailer says {trailer.get('entries')} entries with digest {str(trailer.get('sha256'))[:12]}..., "
+                f"file has {count} with {entries[:12]}...: the manifest was edited; plan again",
+            )
+        if trailer.get("header_sha256") != header_sha256:
+            raise self._error(1, "the header does not match the trailer's digest: the manifest was edited; plan again")
 
     def _parse(self, raw: bytes, lineno: int) -> dict[str, Any]:
         try:
