@@ -19,7 +19,8 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=find_packages(exclude=["tests", "tests.*"]),
+    # s3seg_lab (local stores, proxies, benchmark) is test/demo/benchmark tooling: never shipped.
+    packages=find_packages(exclude=["tests", "tests.*", "s3seg_lab", "s3seg_lab.*"]),
     package_data={"s3seg": ["*.xsd", "py.typed"]},
     include_package_data=True,
     install_requires=[

@@ -12,11 +12,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from local_s3 import start_store
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, which `python -m` from it has
+
+from s3seg_lab.cdr import cdr_key, write_config
+from s3seg_lab.local_s3 import start_store
 
 BUCKET = "demo-cdr"
-PATTERN = r"^CHARGINGCDR_.*-(\d{8})-?(\d{2}).*"
 
 
 def banner(text: str) -> None:
@@ -33,9 +34,7 @@ def sample_keys(n: int, rng: random.Random) -> list[str]:
             continue
         day = 20221229 + rng.randrange(3)
         hour = rng.randrange(24)
-        keys.append(
-            f"incoming/CHARGINGCDR_4008-BRCCNH-CCNCDR44-01-Blk0Blk-{8000 + i}-{day}-{hour:02d}0511-{i % 100:02d}.ccn"
-        )
+        keys.append(cdr_key(8000 + i, str(day), hour, seq=i % 100))
     return keys
 
 
@@ -76,21 +75,8 @@ def main() -> int:
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda k: s3.put_object(Bucket=BUCKET, Key=k, Body=f"cdr {k}\n".encode()), keys))
         config = work / "config.xml"
-        config.write_text(
-            f"""<config>
-  <log_file>{work}/s3seg-%Y%m%d.log</log_file>
-  <match_pattern>{PATTERN}</match_pattern>
-  <datetime_format>%Y%m%d%H</datetime_format>
-  <s3_dir>s3://{BUCKET}/incoming/</s3_dir>
-  <s3_segregated_dir>s3://{BUCKET}/segregated/%Y/%m/%d/%H/</s3_segregated_dir>
-  <s3_error_dir>s3://{BUCKET}/error/</s3_error_dir>
-  <endpoint_url>{store.endpoint}</endpoint_url>
-  <processes>2</processes>
-  <n_workers>8</n_workers>
-</config>
-""",
-            encoding="utf-8",
-        )
+        write_config(config, bucket=BUCKET, endpoint=store.endpoint, log_file=f"{work}/s3seg-%Y%m%d.log",
+                     processes=2, n_workers=8)  # fmt: skip
         banner(f"seeded {n} files; the config")
         print(config.read_text())
         before = show_bucket(s3, "bucket before")

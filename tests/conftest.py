@@ -20,8 +20,6 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
-from helpers import CDR, CDR_PATTERN, ObjectState, cdr_key, run_cli, snapshot, write_config  # noqa: F401
-
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:

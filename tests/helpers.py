@@ -1,4 +1,5 @@
-"""Test helpers shared by every test package: CDR-like keys, configs, bucket snapshots, the CLI as a subprocess.
+"""Test helpers shared by every test package: CDR-like keys and configs (from ``s3seg_lab.cdr``), bucket
+snapshots, the CLI as a subprocess, waiting on a condition.
 
 A plain module (not conftest) so test files import it by name without clashing with other conftest files.
 """
@@ -8,44 +9,34 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from s3seg.journal import expand_ids
+from s3seg_lab import cdr
+from s3seg_lab.cdr import CDR, CDR_PATTERN, cdr_key
 
-CDR = "CHARGINGCDR_4008-BRCCNH-CCNCDR44-01-Blk0Blk-{n:04d}-{date}-{hour:02d}0511-78.ccn"
-CDR_PATTERN = r"^CHARGINGCDR_.*-(\d{8})-?(\d{2}).*"
-
-
-def cdr_key(n: int, date: str = "20221231", hour: int = 10, prefix: str = "incoming/") -> str:
-    return prefix + CDR.format(n=n, date=date, hour=hour)
+__all__ = [
+    "CDR",
+    "CDR_PATTERN",
+    "ObjectState",
+    "cdr_key",
+    "record_ids",
+    "run_cli",
+    "snapshot",
+    "wait_for",
+    "write_config",
+]
 
 
 def write_config(path: Path, *, bucket: str, endpoint: str | None = None, **extra: Any) -> Path:
-    """A config file for ``bucket`` with the original's example rule; ``extra`` adds/overrides elements."""
-    values: dict[str, Any] = {
-        "log_file": str(path.parent / "s3seg.log"),
-        "match_pattern": CDR_PATTERN,
-        "datetime_format": "%Y%m%d%H",
-        "s3_dir": f"s3://{bucket}/incoming/",
-        "s3_segregated_dir": f"s3://{bucket}/segregated/%Y/%m/%d/%H/",
-        "s3_error_dir": f"s3://{bucket}/error/",
-        "n_loops": 0,
-        "processes": 2,
-        "n_workers": 8,
-        "state_dir": str(path.parent),
-    }
-    if endpoint:
-        values["endpoint_url"] = endpoint
-    values.update(extra)
-    body = "".join(f"  <{k}>{_xml_escape(str(v))}</{k}>\n" for k, v in values.items() if v is not None)
-    path.write_text(f"<config>\n{body}</config>\n", encoding="utf-8")
-    return path
-
-
-def _xml_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """A config file for ``bucket`` with the original's example rule (``s3seg_lab.cdr``), every page listed,
+    two processes of eight threads, state next to it; ``extra`` adds/overrides elements (None removes one)."""
+    defaults: dict[str, Any] = {"n_loops": 0, "processes": 2, "n_workers": 8, "state_dir": str(path.parent)}
+    return cdr.write_config(path, bucket=bucket, endpoint=endpoint, **{**defaults, **extra})
 
 
 @dataclass(frozen=True)
@@ -94,3 +85,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
 def record_ids(record: dict[str, Any]) -> list[int]:
     """A journal record's ids as integers (format 2 writes runs of consecutive ids as [first, last])."""
     return expand_ids(record["ids"], sys.maxsize)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` seconds have passed (False): what a test waits
+    on instead of sleeping a guessed time and then counting."""
+    end = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(interval)

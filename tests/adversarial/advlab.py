@@ -12,7 +12,7 @@ whole process group), and the invariant checks every test ends with:
 * ``assert_done_has_proof``: every id the journal records as done has its destination bytes and no source.
 
 The fixtures (``conftest.py``) parametrize the store over ``moto`` (the moto server, in the test process) and
-``seaweedfs`` (a real store from ``scripts/local_s3.py``, started once per session, marked ``seaweedfs``).
+``seaweedfs`` (a real store from ``s3seg_lab/local_s3.py``, started once per session, marked ``seaweedfs``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,22 +35,16 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from helpers import wait_for
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(HERE.parent))
+from s3seg import commands
+from s3seg import config as config_mod
+from s3seg.journal import APPLY_DONE, Status, journal_path_for, replay
+from s3seg.manifest import Manifest
+from s3seg_lab import cdr, local_s3
+from s3seg_lab.cdr import cdr_name
+from s3seg_lab.faultproxy import FaultProxy
 
-import local_s3  # noqa: E402
-from faultproxy import FaultProxy  # noqa: E402
-
-from s3seg import commands  # noqa: E402
-from s3seg import config as config_mod  # noqa: E402
-from s3seg.journal import APPLY_DONE, Status, journal_path_for, replay  # noqa: E402
-from s3seg.manifest import Manifest  # noqa: E402
-
-CDR = "CHARGINGCDR_4008-BRCCNH-CCNCDR44-01-Blk0Blk-{n:04d}-{date}-{hour:02d}0511-78.ccn"
-CDR_PATTERN = r"^CHARGINGCDR_.*-(\d{8})-?(\d{2}).*"
 NOW = datetime(2023, 1, 2, 12, 0, 0)
 PROBE_PREFIX = ".s3seg-probe/"
 LEASE_KEY = ".s3seg-lease"
@@ -89,18 +82,10 @@ class StoreHandle:
 
 
 # -- the scenario ------------------------------------------------------------------------------------------------
-def cdr_name(n: int, date: str = "20221231", hour: int = 10) -> str:
-    return CDR.format(n=n, date=date, hour=hour)
-
-
 def body_for(key: str, seed: int, size: int | None = None) -> bytes:
     rng = random.Random(f"{seed}:{key}")
     n = size if size is not None else rng.randint(0, 300)
     return hashlib.sha256(key.encode()).hexdigest().encode()[: min(n, 64)] + rng.randbytes(max(0, n - 64))
-
-
-def _xml_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 @dataclass
@@ -138,23 +123,9 @@ class Lab:
         return dict(self.seeded)
 
     def config(self, *, name: str = "config.xml", endpoint: str | None = None, **extra: Any) -> Path:
-        values: dict[str, Any] = {
-            "log_file": str(self.tmp / "s3seg.log"),
-            "match_pattern": CDR_PATTERN,
-            "datetime_format": "%Y%m%d%H",
-            "s3_dir": f"s3://{self.bucket}/incoming/",
-            "s3_segregated_dir": f"s3://{self.bucket}/segregated/%Y/%m/%d/%H/",
-            "s3_error_dir": f"s3://{self.bucket}/error/",
-            "n_loops": 0,
-            "state_dir": str(self.tmp),
-            "endpoint_url": endpoint or self.proxy.url,
-            **FAST,
-        }
-        values.update(extra)
-        body = "".join(f"  <{k}>{_xml_escape(str(v))}</{k}>\n" for k, v in values.items() if v is not None)
-        path = self.tmp / name
-        path.write_text(f"<config>\n{body}</config>\n", encoding="utf-8")
-        return path
+        # Every s3seg request crosses this test's proxy unless told otherwise: counted, and faults injected.
+        extra = {"n_loops": 0, "state_dir": str(self.tmp), **FAST, **extra}
+        return cdr.write_config(self.tmp / name, bucket=self.bucket, endpoint=endpoint or self.proxy.url, **extra)
 
     def plan(self, name: str = "plan.jsonl", **extra: Any) -> str:
         """Plan in-process (fast) through the proxy; returns the manifest path."""
@@ -382,15 +353,6 @@ class Run:
         return f"exit {self.code}\n--- stdout\n{self.out[-4000:]}\n--- stderr\n{self.err[-3000:]}"
 
     __str__ = __repr__
-
-
-def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 __all__ = [

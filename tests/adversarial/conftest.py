@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from advlab import Lab, StoreHandle, local_s3, process_state_kept
-from faultproxy import FaultProxy
+
+from s3seg_lab.faultproxy import FaultProxy
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the moto server logs every request otherwise
 

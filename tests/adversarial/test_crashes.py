@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from advlab import Lab, Run, StoreHandle, process_state_kept
-from faultproxy import FaultProxy
+from advlab import Lab, Run, StoreHandle, process_state_kept, wait_for
+
+from s3seg_lab.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 
@@ -329,11 +330,12 @@ def test_workers_die_with_a_killed_parent_and_send_nothing_after_it(moto_lab: La
     lab.proxy.set(delay=0.05)
     proc = lab.spawn(*lab.exec_args("apply"), crash_at="after-copied-record:1")  # batches queued behind it
     assert proc.wait(60) == -signal.SIGKILL
-    time.sleep(0.5)  # requests in flight at the instant of the kill may still complete
+    # Within the two seconds the workers always had, every one of them is gone ...
+    assert wait_for(lambda: not _group_alive(proc.pid), timeout=2.0), "worker processes outlived the killed parent"
+    # ... and the requests they had in flight at the kill have landed: no sender is left, the count is final.
+    assert lab.proxy.wait_idle()
     seen = lab.proxy.requests()
-    time.sleep(1.5)
-    assert lab.proxy.requests() == seen, "an orphaned worker kept sending requests"
-    assert not _group_alive(proc.pid), "worker processes outlived the killed parent"
+    assert not _group_alive(proc.pid) and lab.proxy.requests() == seen, "an orphaned worker kept sending requests"
     lab.proxy.heal()
     assert lab.inline("rollback") == 0, lab.last_result
     lab.assert_rolled_back()

@@ -1,17 +1,19 @@
-"""The functional tests' S3: in-process moto (``mock_aws``), one fixture for every file here.
+"""The functional tests' fixtures: ``s3`` (in-process moto, ``mock_aws``) for every file here, and ``enforce``
+(AWS's copy conditions emulated in front of moto, ``applykit.Enforcer``).
 
 ``bucket`` is tests/conftest.py's (a fresh bucket per test, made with whichever ``s3`` is in scope: this one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import botocore.loaders
 import botocore.session
 import pytest
+from applykit import Enforcer, endpoint_of
 from moto import mock_aws
 
 import s3seg.storage
@@ -39,3 +41,13 @@ def s3(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Itera
         return
     with mock_aws():
         yield boto3.client("s3", region_name="us-east-1")
+
+
+@pytest.fixture
+def enforce(s3: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Enforcer]:
+    def install(mode: str) -> Enforcer:
+        e = Enforcer(boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint_of(s3)))
+        e.install(mode, monkeypatch)
+        return e
+
+    return install

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from applykit import NOW, cli_run, contents, endpoint_of, moved, outcomes, seed
 from helpers import snapshot, write_config
-from test_apply import NOW, cli_run, contents, endpoint_of, moved, outcomes, seed
 
 from s3seg import commands, config
 from s3seg.manifest import Manifest

@@ -2,13 +2,12 @@
 
 ``make_storage`` with no explicit endpoint (as on AWS) must learn each bucket's route from botocore, send the
 per-object calls over verified TLS to ``<bucket>.s3.<region>.amazonaws.com`` (resolved to the local front, see
-``tests/tlsfront.py``), and give the same bytes, metadata, tags, ETags and deletions as a botocore-only
+``s3seg_lab/tlsfront.py``), and give the same bytes, metadata, tags, ETags and deletions as a botocore-only
 ``Storage`` reaching the same store the same way. A lean call silently handed to botocore fails these tests.
 """
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,14 +15,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from test_leanpath_stores import KEYS, LEAN_OPS, _comparable
-from tlsfront import TlsFront, aws_dns, make_pki
+from storekit import KEYS, LEAN_OPS, _comparable
 
 import s3seg.leanpath as leanpath
 from s3seg.storage import ClientSpec, Storage, make_client, make_storage
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import local_s3
+from s3seg_lab import local_s3
+from s3seg_lab.tlsfront import TlsFront, aws_dns, make_pki
 
 REGION = "eu-west-1"
 

@@ -9,46 +9,32 @@ handed to botocore (a signature the store refused, say) fails these tests even t
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, ClassVar
 
 import botocore.credentials
 import botocore.session
 import pytest
+from storekit import (
+    KEYS,
+    LEAN_OPS,
+    _comparable,
+)
 
 import s3seg.leanpath
 from s3seg.errors import StorageError
 from s3seg.leanpath import LeanPath, SigV4
-from s3seg.storage import ClientSpec, ObjectInfo, Storage, make_client, make_storage
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import local_s3
+from s3seg.storage import ClientSpec, Storage, make_client, make_storage
+from s3seg_lab import local_s3
 
 # Keys every store accepts (SeaweedFS rewrites "//" and "\", rclone refuses "//": FINDINGS.md), chosen for
 # what broke S3 clients before. "plus+sign" and "plus%2Bsign" both exist: one encoding too many or too few
 # copies the other object.
-KEYS = [
-    "plain.txt",
-    "sp ace/a b.csv",
-    "plus+sign",
-    "plus%2Bsign",
-    "q?versionId=x",
-    "amp&lt;<>\"'",
-    "tilde~/semi;colon=eq#hash",
-    "unicode/é日本😀",
-    "trailing.",
-    " lead space",
-    "a*star(paren)!,$@",
-    "tab\there",
-]
-LEAN_OPS = {"CopyObject", "HeadObject", "DeleteObject", "DeleteObjects"}
 
 
 @dataclass
@@ -160,15 +146,6 @@ def _keys(t: Target) -> set[str]:
 
 def _tags(t: Target, key: str) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in t.admin.get_object_tagging(Bucket=t.bucket, Key=key)["TagSet"]}
-
-
-def _comparable(info: ObjectInfo | None, fold_metadata: bool) -> Any:
-    if info is None:
-        return None
-    metadata = info.metadata or {}
-    if fold_metadata:  # rclone sends "X-Amz-Meta-Color": botocore keeps the case, the lean path lower-cases
-        metadata = {k.lower(): v for k, v in metadata.items()}
-    return (info.etag, info.size, info.storage_class, info.content_type, metadata, info.sse)
 
 
 # -- every store: the same results as botocore ------------------------------------------------------------------

@@ -42,11 +42,10 @@ FIELDS = (
 )
 
 
-@pytest.fixture
-def s3(s3: Any) -> Any:
-    """The shared in-process moto client (tests/functional/conftest.py), with BUCKET created."""
+@pytest.fixture(autouse=True)
+def _plan_bucket(s3: Any) -> None:
+    """BUCKET, made in the in-process moto of tests/functional/conftest.py's ``s3`` (fresh for each test)."""
     s3.create_bucket(Bucket=BUCKET)
-    return s3
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ import pytest
 from s3seg.storage import Storage
 
 
-@pytest.fixture
-def s3(s3: Any) -> Any:
-    """The shared in-process moto client (tests/functional/conftest.py), with probe-sweep created."""
+@pytest.fixture(autouse=True)
+def _sweep_bucket(s3: Any) -> None:
+    """probe-sweep, made in the in-process moto of tests/functional/conftest.py's ``s3`` (fresh for each test)."""
     s3.create_bucket(Bucket="probe-sweep")
-    return s3
 
 
 def keys(s3: Any) -> set[str]:

@@ -9,8 +9,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from applykit import NOW, cli_run, endpoint_of, opts, put
 from helpers import cdr_key, write_config
-from test_apply import NOW, cli_run, endpoint_of, opts, put
 
 from s3seg import commands, config, report
 from s3seg.planner import PlanReport

@@ -1,8 +1,7 @@
-# ruff: noqa: F811 - the fixture ``enforce`` is imported from test_apply, then used as an argument
 """rollback, in process: in-process ``moto.mock_aws`` (or the moto server) with the inline backend.
 
 Rollback runs the inverse moves through the same protocol, so the same emulations of AWS's copy conditions
-are used (see ``test_apply``). Every test asserts the exact bucket afterwards, usually the full state the
+are used (``applykit.Enforcer``). Every test asserts the exact bucket afterwards, usually the full state the
 bucket began with (keys, bytes, metadata, Content-Type, tags, storage class).
 """
 
@@ -14,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import cdr_key, record_ids, snapshot
-from test_apply import (  # noqa: F401 - enforce is a fixture
+from applykit import (
     MIB,
     Crash,
     Enforcer,
@@ -25,7 +23,6 @@ from test_apply import (  # noqa: F401 - enforce is a fixture
     crash_at,
     deny_delete,
     dst_of,
-    enforce,
     journal_records,
     make_plan,
     moved,
@@ -35,6 +32,7 @@ from test_apply import (  # noqa: F401 - enforce is a fixture
     seed,
     writes,
 )
+from helpers import cdr_key, record_ids, snapshot
 
 import s3seg.executor
 from s3seg import commands

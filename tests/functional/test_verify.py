@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from applykit import MIB, cli_run, count_api_calls, dst_of, make_plan, opts, put, seed
 from helpers import cdr_key, snapshot
-from test_apply import MIB, cli_run, count_api_calls, dst_of, make_plan, opts, put, seed
 
 from s3seg import commands, verify
 from s3seg.manifest import Manifest, ManifestWriter, Move

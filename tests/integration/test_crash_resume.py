@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from helpers import cdr_key, write_config
+from helpers import cdr_key, wait_for, write_config
 from helpers import snapshot as _snapshot
 
 from s3seg import commands, config
@@ -107,10 +107,8 @@ def finish(run: Run, timeout: float = 120) -> tuple[int, str, str]:
         if proc.returncode == -signal.SIGKILL:
             # A killed parent's workers must follow it: an orphan would go on running the batches queued to
             # it, racing the re-run or rollback the operator starts next.
-            deadline = time.monotonic() + 5
-            while live_in_group(proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert live_in_group(proc.pid) == [], "worker processes outlived the killed parent"
+            gone = wait_for(lambda: not live_in_group(proc.pid), timeout=5)
+            assert gone, f"worker processes outlived the killed parent: {live_in_group(proc.pid)}"
     finally:
         kill_group(proc)
     run.out.seek(0)

@@ -13,14 +13,13 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import cdr_key, run_cli, snapshot, write_config
+from helpers import cdr_key, run_cli, snapshot, wait_for, write_config
 
 from s3seg import commands, config
 from s3seg.dask_backend import run_copy_batch
@@ -190,17 +189,12 @@ def test_a_running_batch_stops_when_its_driver_dies(cluster: Any, tmp_path: Path
     log_path = tmp_path / "probe.log"
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, cluster.scheduler_address, str(log_path)])
     try:
-        deadline = time.monotonic() + 60
-        while "running" not in (log_path.read_text() if log_path.exists() else ""):
-            assert time.monotonic() < deadline, "the probe task never started"
-            time.sleep(0.05)
+        started = wait_for(lambda: "running" in (log_path.read_text() if log_path.exists() else ""), timeout=60)
+        assert started, "the probe task never started"
     finally:
         driver.kill()
         driver.wait()
-    deadline = time.monotonic() + 5
-    while "stopped" not in log_path.read_text():
-        assert time.monotonic() < deadline, "the task kept running after its driver died"
-        time.sleep(0.05)
+    assert wait_for(lambda: "stopped" in log_path.read_text(), timeout=5), "the task kept running after its driver died"
 
 
 def test_when_dask_gives_up_on_a_batch_the_run_stops_and_a_rerun_finishes_it(

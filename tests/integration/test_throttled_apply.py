@@ -1,4 +1,4 @@
-"""apply through the CLI (real process pool) against the fake S3 of ``scripts/fakes3.py`` answering 503 SlowDown
+"""apply through the CLI (real process pool) against the fake S3 of ``s3seg_lab/fakes3.py`` answering 503 SlowDown
 above a low request rate: every item ends done, the bucket holds exactly the planned destinations.
 
 No timing assertions: only the outcome, the final bucket state, and that the store did throttle.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ import pytest
 from botocore.config import Config
 from helpers import cdr_key, run_cli, write_config
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
-from fakes3 import FakeS3
+from s3seg_lab.fakes3 import FakeS3
 
 pytestmark = pytest.mark.integration
 

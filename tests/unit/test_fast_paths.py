@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_manifest import move, write
+from manifestkit import move, write
 
 from s3seg.errors import ManifestError
 from s3seg.journal import APPLY_DONE, DST_MAYBE, DST_OURS, SRC_DELETED, JournalState, Status

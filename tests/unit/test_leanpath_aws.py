@@ -1,6 +1,6 @@
 """The lean path on AWS endpoints: per-bucket routes learned from botocore, virtual-hosted, over verified TLS.
 
-The store is the scripted stub of ``test_leanpath`` behind a TLS front (``tests/tlsfront.py``) whose certificate
+The store is the scripted stub of ``test_leanpath`` behind a TLS front (``s3seg_lab/tlsfront.py``) whose certificate
 is issued by a throw-away CA for ``*.s3.<region>.amazonaws.com``; every ``*.amazonaws.com`` name resolves to the
 front, for botocore and the lean path alike, so nothing leaves the machine. Oracles: botocore's own request for
 the same call (captured in ``before-send``, never sent), botocore's ``S3SigV4Auth`` over what the lean path
@@ -20,7 +20,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
-from test_leanpath import (
+from leanstub import (
     ACCESS_KEY,
     SECRET_KEY,
     TOKEN,
@@ -36,12 +36,12 @@ from test_leanpath import (
     running_stub,
     signed_by_botocore,
 )
-from tlsfront import Pki, TlsFront, aws_dns, make_pki
 
 import s3seg.leanpath as leanpath
 from s3seg.errors import StorageError
 from s3seg.leanpath import BotocoreRoutes, LeanPath, UseBotocore, route_from_request
 from s3seg.storage import ClientSpec, Storage, make_client, make_storage
+from s3seg_lab.tlsfront import Pki, TlsFront, aws_dns, make_pki
 
 COPIED = b'<?xml version="1.0"?><CopyObjectResult><ETag>&quot;abc&quot;</ETag></CopyObjectResult>'
 PROXY_VARS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")

@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from test_manifest import HEADER, move, refused, write
+from manifestkit import HEADER, move, refused, write
 
 from s3seg.manifest import Manifest, ManifestWriter, content_sha256, read_chunks, read_lines
 

@@ -31,7 +31,7 @@ Admin calls (never delayed, never throttled, never counted), on the path ``/_fak
 
 Run it standalone (prints ``PORT <n>`` and serves until killed), or ``FakeS3(...).start()`` in a thread::
 
-    python scripts/fakes3.py --delay-ms 50 --jitter-ms 5 --rate 1000
+    python -m s3seg_lab.fakes3 --delay-ms 50 --jitter-ms 5 --rate 1000     # from the repo root
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A request-counting TCP proxy for the benchmark (bench-only; loopback only).
+"""A request-counting TCP proxy for the benchmark (loopback only): requests per S3 operation (``s3ops``).
 
 Sits between a client (s3seg, s5cmd, the original algorithm) and the S3 server and counts HTTP requests by S3
 operation. Each client connection gets its own upstream connection and bytes are piped unchanged in both
@@ -18,48 +18,8 @@ import asyncio
 import contextlib
 import threading
 from collections import Counter
-from urllib.parse import parse_qs, urlsplit
 
-
-def classify(method: str, target: str, headers: dict[str, str]) -> str:
-    """The S3 operation of one request (path-style addressing), from method, path, query and headers."""
-    parts = urlsplit(target)
-    query = parse_qs(parts.query, keep_blank_values=True)
-    path = parts.path.lstrip("/")
-    bucket_level = "/" not in path or (path.endswith("/") and path.count("/") == 1)
-    if method == "PUT":
-        if "x-amz-copy-source" in headers:
-            return "UploadPartCopy" if "partNumber" in query else "CopyObject"
-        if bucket_level:
-            return "CreateBucket"
-        if "tagging" in query:
-            return "PutObjectTagging"
-        return "UploadPart" if "partNumber" in query else "PutObject"
-    if method == "POST":
-        if "delete" in query:
-            return "DeleteObjects"
-        if "uploads" in query:
-            return "CreateMultipartUpload"
-        if "uploadId" in query:
-            return "CompleteMultipartUpload"
-        return "POST"
-    if method == "DELETE":
-        if "uploadId" in query:
-            return "AbortMultipartUpload"
-        return "DeleteBucket" if bucket_level else "DeleteObject"
-    if method == "HEAD":
-        return "HeadBucket" if bucket_level else "HeadObject"
-    if method == "GET":
-        if bucket_level:
-            if query.get("list-type") == ["2"]:
-                return "ListObjectsV2"
-            if not path:
-                return "ListBuckets"
-            return "ListObjects" if not query or "prefix" in query or "marker" in query else "GetBucket"
-        if "tagging" in query:
-            return "GetObjectTagging"
-        return "GetObject"
-    return method
+from s3seg_lab.s3ops import operation
 
 
 class CountingProxy:
@@ -164,7 +124,7 @@ class CountingProxy:
                 if ":" in line:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
-            op = classify(method, target, headers)
+            op = operation(method, target, headers)
             with self._lock:
                 self._counts[op] += 1
             if headers.get("transfer-encoding", "").lower() == "chunked":

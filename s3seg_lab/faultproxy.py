@@ -26,7 +26,7 @@ Faults, each drawn per request from a seeded RNG (so a failing run can be replay
 * ``hold()`` / ``release()``: requests wait before forwarding until released (freezes a run mid-way).
 
 ``ops`` restricts faults to the named S3 operations (``None``: every operation). Operations are recognised from
-the request line and headers (``op_of``); only what s3seg sends needs to be exact.
+the request line and headers (``s3seg_lab.s3ops.operation``, shared with the counting proxy).
 
 Counters: ``counts[(what, op)]`` with ``what`` in ``request`` (every request seen), ``forwarded``,
 ``fail_before``, ``lose_after``, ``storm``; ``mutations()`` counts forwarded requests that can change a bucket.
@@ -51,61 +51,9 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-MUTATING = frozenset(
-    {
-        "CopyObject",
-        "PutObject",
-        "DeleteObject",
-        "DeleteObjects",
-        "CreateMultipartUpload",
-        "UploadPart",
-        "UploadPartCopy",
-        "CompleteMultipartUpload",
-        "AbortMultipartUpload",
-        "PutObjectTagging",
-        "CreateBucket",
-        "DeleteBucket",
-    }
-)
+from s3seg_lab.s3ops import MUTATING, operation
+
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "proxy-connection", "expect", "te"})
-
-
-def op_of(method: str, path: str, headers: Any) -> str:
-    """The S3 operation of a path-style request (what s3seg and the tests send)."""
-    parts = urllib.parse.urlsplit(path)
-    query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
-    has_key = "/" in parts.path.lstrip("/")
-    if method == "HEAD":
-        return "HeadObject" if has_key else "HeadBucket"
-    if method == "GET":
-        if not has_key:
-            if "versions" in query:
-                return "ListObjectVersions"
-            return "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects" if query else "ListBucket"
-        if "tagging" in query:
-            return "GetObjectTagging"
-        return "GetObject"
-    if method == "PUT":
-        if not has_key:
-            return "PutBucketConfig" if query else "CreateBucket"
-        if headers.get("x-amz-copy-source"):
-            return "UploadPartCopy" if "partNumber" in query else "CopyObject"
-        if "tagging" in query:
-            return "PutObjectTagging"
-        return "UploadPart" if "partNumber" in query else "PutObject"
-    if method == "POST":
-        if "delete" in query:
-            return "DeleteObjects"
-        if "uploads" in query:
-            return "CreateMultipartUpload"
-        if "uploadId" in query:
-            return "CompleteMultipartUpload"
-        return "Post"
-    if method == "DELETE":
-        if not has_key:
-            return "DeleteBucket"
-        return "AbortMultipartUpload" if "uploadId" in query else "DeleteObject"
-    return method
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -349,7 +297,7 @@ class FaultProxy:
             def _handle(self) -> None:
                 body, chunked = self._read_body()
                 head = self.command == "HEAD"
-                op = op_of(self.command, self.path, self.headers)
+                op = operation(self.command, self.path, self.headers)
                 decision = proxy._decide(op)
                 refuse = proxy.refuse
                 if refuse is not None and (refuse[2] is None or op in refuse[2]):

@@ -1,12 +1,13 @@
-"""A fake, fast S3 endpoint for the benchmark's memory-scaling pass (bench-only; loopback only; no storage).
+"""A fake, fast S3 endpoint for the benchmark's memory pass (loopback only; no storage).
 
 It answers the two requests ``s3seg apply --conditional-writes server`` sends per batch as a store that
 enforces every condition would when nothing is in the way: CopyObject -> 200 with the ETag the request was
 conditioned on (``x-amz-copy-source-if-match``), DeleteObjects -> every listed key deleted. Anything else gets
-a 404 (HEAD) or an empty 200. This lets the benchmark drive the apply parent through 200,000 manifest entries
+a 404 (HEAD, GET of an object: the lease s3seg looks for does not exist), a 200 with an ETag (PUT: the lease is
+taken) or an empty 200. This lets the benchmark drive the apply parent through 200,000 manifest entries
 in a minute or two, to measure whether its memory stays flat, without seeding a real store.
 
-    python scripts/bench_fakes3.py        # prints "PORT <n>" on stdout, serves until killed
+    python -m s3seg_lab.instant_s3        # prints "PORT <n>" on stdout, serves until killed
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 out = _response("200 OK", start + deleted + b"</DeleteResult>")
             elif method == "HEAD":
                 out = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+            elif method == "GET" and "?" not in target and target.count("/") > 1:
+                # No object exists here: apply's preflight reads its lease key and must see 404, not a body.
+                xml = b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code></Error>'
+                out = _response("404 Not Found", xml)
+            elif method == "PUT":
+                out = _response("200 OK", extra='ETag: "d41d8cd98f00b204e9800998ecf8427e"\r\n')
             else:
                 out = _response("200 OK")
             writer.write(out)
