@@ -21,6 +21,7 @@ from s3seg import config as config_mod
 from s3seg.errors import ManifestError
 from s3seg.journal import Status, journal_path_for, replay
 from s3seg.manifest import Manifest
+from s3seg_lab import lab_env
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +89,7 @@ def test_two_runs_in_the_same_second_each_move_exactly_their_own_objects(moto_la
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=lab.env(PYTHONPATH=os.pathsep.join(sys.path)),
+            env=lab_env(lab.env()),  # the shim imports this checkout's s3seg, wherever it runs
         )
         for cfg in (a, b)
     ]

@@ -5,6 +5,7 @@ exit code. moto ignores ``CopySourceIfMatch`` and ``IfNoneMatch`` on CopyObject,
 ("server") mode is run against an emulation of AWS's conditions, injected two ways: a botocore ``before-send``
 hook that answers 412 itself (the request is never sent), and a patched ``Storage.copy`` that raises the
 translated ``PreconditionFailed``. The "client" mode runs on plain moto and relies on s3seg's HEAD checks.
+The helpers and the emulation (``Enforcer``) are in ``applykit.py``, the ``enforce`` fixture in ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -45,8 +46,6 @@ import s3seg.storage
 import s3seg.worker
 from s3seg import commands
 from s3seg.journal import Journal
-
-# -- fixtures and helpers -------------------------------------------------------------------------------------
 
 
 # -- the plain path -----------------------------------------------------------------------------------------

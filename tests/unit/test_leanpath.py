@@ -68,9 +68,7 @@ DATE = "20240102T030405Z"
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 
-# -- a scripted HTTP server: the one seam (the lean path's own sockets and parser are under test too) -----------
-
-
+# -- a scripted HTTP server (``leanstub.Stub``): the one seam (the lean path's own sockets and parser are tested too)
 def close_connection(lean: LeanPath) -> None:
     """Close the calling thread's keep-alive connection (so the stub's handler thread ends)."""
     lean.close()
