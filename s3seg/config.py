@@ -98,7 +98,7 @@ class Settings:
     exclude: tuple[str, ...] = ()  # globs on the key relative to s3_dir: never plan keys matching one of them
     min_age: int = 0  # seconds: skip objects modified less than this long before the plan (still being written)
     batch_size: int = 500  # moves per batch handed to a worker process (<= 1000: one DeleteObjects)
-    list_workers: int = 1  # threads listing s3_dir in parallel StartAfter ranges (1 = one serial listing)
+    list_workers: int = 8  # threads listing s3_dir in parallel StartAfter ranges (1 = one serial listing)
     state_dir: str = "."  # where `s3seg run` keeps its manifests and journals
     concurrency: str = "adaptive"  # adaptive (n_workers is an upper bound) | fixed (exactly n_workers threads)
     max_requests_per_second: float = 0.0  # cap on the whole run's request rate, shared by its processes (0: none)

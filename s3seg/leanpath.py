@@ -540,6 +540,9 @@ class LeanPath:
         # Called on every throttling answer (429/503/SlowDown), retried here or not: the worker's adaptive
         # concurrency limit backs off on it (``worker._observe_throttling``).
         self.on_throttle: Callable[[], None] | None = None
+        # Called before each retry of a request (the first send passed the worker's gate): a retry after a
+        # throttling answer waits for the worker's pacer like a new request (``concurrency.ThrottlePacer``).
+        self.before_retry: Callable[[], None] | None = None
         self._ssl: ssl.SSLContext | None = tls_context(verify) if parts.scheme == "https" else None
         if self._ssl is not None and verify is False:
             log.warning("TLS certificates are not verified on the lean path either (botocore was told verify=False)")
@@ -725,6 +728,8 @@ class LeanPath:
                 why.maybe_applied = maybe_applied
                 raise
             time.sleep(random.random() * min(self.max_backoff, 2.0 ** (attempt - 1)))
+            if self.before_retry is not None:
+                self.before_retry()
 
     def _observe(self, r: Response | None) -> None:
         """Feed the adaptive rate limiter (retry_mode=adaptive), as botocore's needs-retry hook feeds its own."""

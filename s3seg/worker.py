@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from s3seg import moves
-from s3seg.concurrency import THROTTLE_CODES, THROTTLE_STATUS, AdaptiveLimit, Gate, RateLimiter
+from s3seg.concurrency import THROTTLE_CODES, THROTTLE_STATUS, AdaptiveLimit, Gate, RateLimiter, ThrottlePacer
 from s3seg.crashpoints import crash_point
 from s3seg.moves import Kind, Options, Result, Task, copy_phase, delete_sources
 from s3seg.storage import ClientSpec, Storage, make_client, make_storage
@@ -68,7 +68,10 @@ def _resources(cfg: WorkerConfig) -> _Resources:
             gate = None
             if cfg.adaptive:
                 start = min(START_THREADS, cfg.threads)
-                gate = Gate(AdaptiveLimit(initial=start, floor=start, max_limit=cfg.threads))
+                # Throttling is answered with a rate (the pacer), not by shrinking the number in flight: at a
+                # fixed latency the two are the same, but the rate is what the store limits and can be measured.
+                limit = AdaptiveLimit(initial=start, floor=start, max_limit=cfg.threads, backoff=1.0)
+                gate = Gate(limit, pacer=ThrottlePacer())
                 _observe_throttling(client, storage, gate)
             if cfg.max_requests_per_second > 0:
                 storage = cast(Storage, _Paced(storage, RateLimiter(cfg.max_requests_per_second)))
@@ -91,6 +94,8 @@ def _observe_throttling(client: Any, storage: Storage, gate: Gate) -> None:
     client.meta.events.register("needs-retry.s3", on_retry)
     if storage.lean is not None:
         storage.lean.on_throttle = gate.throttled  # the lean path retries 503s itself: it reports each one
+        if gate.pacer is not None:
+            storage.lean.before_retry = gate.pacer.acquire
 
 
 class _Paced:

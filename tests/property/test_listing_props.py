@@ -31,6 +31,7 @@ class FakeStore:
         self.latency = latency
         self.fail_after = fail_after  # a request starting after this key fails (a range that errors)
         self.requests = 0
+        self.in_flight = self.peak = 0  # requests being answered at once, and the most seen
         self._lock = threading.Lock()
 
     def list_pages(
@@ -41,8 +42,12 @@ class FakeStore:
         while True:
             with self._lock:
                 self.requests += 1
+                self.in_flight += 1
+                self.peak = max(self.peak, self.in_flight)
             if self.latency:
                 time.sleep(self.latency)
+            with self._lock:
+                self.in_flight -= 1
             if self.fail_after is not None and self.encoded[max(0, start - 1)] > utf8(self.fail_after):
                 raise RuntimeError(f"listing after {start_after!r} failed")
             page: list[Listed] = []
@@ -161,16 +166,15 @@ def test_split_points_lie_strictly_between_the_page_and_the_range_end_ascending(
 def test_flat_prefix_of_numbered_files_is_listed_in_many_ranges_at_once() -> None:
     keys = {f"in/CDR_{n:05d}-20221231-10.ccn" for n in range(3000)}
     serial_store = FakeStore(keys, latency=0.01)
-    started = time.monotonic()
     serial = flat(list_pages(serial_store, "b", "in/", page_size=100))
-    serial_time = time.monotonic() - started
     store = FakeStore(keys, latency=0.01)
-    started = time.monotonic()
     parallel = flat(list_pages(store, "b", "in/", page_size=100, workers=6, request_keys=100))
-    parallel_time = time.monotonic() - started
     assert parallel == serial == sorted(keys)
-    assert serial_store.requests == 30
-    assert parallel_time < serial_time / 2, (parallel_time, serial_time, store.requests)
+    assert serial_store.requests == 30 and serial_store.peak == 1
+    # Ranges really are listed at once (counted at the store, not timed: a loaded machine stretches any timing),
+    # and splitting costs few extra requests.
+    assert store.peak >= 4, (store.peak, store.requests)
+    assert store.requests <= 30 * 2
 
 
 def test_a_failing_range_raises_after_the_pages_before_it() -> None:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from s3seg.concurrency import AdaptiveLimit, Gate, RateLimiter
+from s3seg.concurrency import AdaptiveLimit, Gate, RateLimiter, ThrottlePacer
 
 
 def feed(limit: AdaptiveLimit, rtt: float, windows: int, *, throttle_every: int = 0) -> list[int]:
@@ -194,3 +194,89 @@ def test_rate_limiter_reservations_queue_fairly() -> None:
 def test_rate_limiter_rejects_a_non_positive_rate() -> None:
     with pytest.raises(ValueError):
         RateLimiter(0)
+
+
+def simulate_throttled_store(
+    *,
+    rate: float,
+    processes: int = 2,
+    threads: int = 32,
+    latency: float = 0.05,
+    seconds: float = 30.0,
+    seed: int = 1,
+    paced_retries: bool = True,
+    pacer: type[ThrottlePacer] | None = None,
+) -> dict[str, float]:
+    """Discrete-event model of a run against a store answering 503 above ``rate`` requests/s (a token bucket of
+    ``rate / 20`` burst, as ``fakes3 --rate``): ``processes`` pacers, each with ``threads`` requests in a loop.
+    A request waits for its pacer, then goes to the store; a 503 tells the pacer and is retried after a random
+    exponential back-off (through the pacer again when ``paced_retries``, as the lean path does)."""
+    import heapq
+    import random
+
+    rng = random.Random(seed)
+    clock = FakeClock()
+    pacers = [(pacer or ThrottlePacer)(clock=clock) for _ in range(processes)]
+    tokens, stamp, burst = rate / 20, 0.0, rate / 20
+    accepted = throttled = sent = 0
+    warmup = 5.0
+    # (time, sequence, process, sends so far for this request, passed the pacer for the next send)
+    events = [(rng.random() * 0.01, i, i % processes, 0, False) for i in range(threads * processes)]
+    heapq.heapify(events)
+    seq = len(events)
+    while events:
+        now, _, p, sends, paced = heapq.heappop(events)
+        if now > seconds:
+            break
+        clock.now = now
+        seq += 1
+        if not paced and (sends == 0 or paced_retries):
+            heapq.heappush(events, (now + pacers[p].reserve(), seq, p, sends, True))
+            continue
+        sent += 1
+        tokens = min(burst, tokens + (now - stamp) * rate)
+        stamp = now
+        clock.now = now + latency
+        if tokens >= 1:  # accepted: the thread goes on with a new request
+            tokens -= 1
+            pacers[p].completed(now + latency)
+            accepted += now >= warmup
+            heapq.heappush(events, (now + latency, seq, p, 0, False))
+        else:  # 503 SlowDown: back off, then send again
+            throttled += 1
+            pacers[p].throttled()
+            backoff = rng.random() * min(20.0, 2.0**sends)
+            heapq.heappush(events, (now + latency + backoff, seq, p, sends + 1, False))
+    return {"accepted_share": accepted / (seconds - warmup) / rate, "throttled_share": throttled / sent}
+
+
+class _NeverCaps(ThrottlePacer):
+    def throttled(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("rate", "threads"), [(200.0, 128), (1000.0, 32), (1000.0, 128), (3500.0, 128)])
+def test_pacer_settles_just_under_a_throttling_store(rate: float, threads: int) -> None:
+    paced = simulate_throttled_store(rate=rate, threads=threads)
+    assert 0.90 <= paced["accepted_share"] <= 1.01
+    assert paced["throttled_share"] < 0.10  # no retry storm
+    # the same run with retries alone answering the throttling: several times the 503s
+    storm = simulate_throttled_store(rate=rate, threads=threads, pacer=_NeverCaps)
+    assert paced["throttled_share"] <= 0.5 * storm["throttled_share"]
+
+
+def test_pacer_costs_nothing_until_throttled() -> None:
+    clock = FakeClock()
+    pacer = ThrottlePacer(clock=clock)
+    assert all(pacer.reserve() == 0.0 for _ in range(1000)) and pacer.rate is None
+    for i in range(10):  # 1 s at 100/s, then a throttling answer: cap at 95% of it
+        clock.now = i * 0.1
+        for _ in range(10):
+            pacer.completed()
+    pacer.throttled()
+    assert pacer.rate == pytest.approx(95.0, rel=0.15)
+    pacer.throttled()  # the same storm (within the cooldown): one signal
+    assert pacer.throttles == 1
+    clock.now += 1.5
+    pacer.throttled()
+    assert pacer.throttles == 2 and pacer.rate is not None and pacer.rate < 95.0
