@@ -103,6 +103,7 @@ _REGION_CODES = frozenset(
     {"AuthorizationHeaderMalformed", "PermanentRedirect", "TemporaryRedirect", "IllegalLocationConstraintException"}
 )
 # Throttling, as botocore's standard and adaptive modes recognise it (for the adaptive rate limiter).
+_PACED_BACKOFF = 0.1  # seconds: the most a paced retry of a throttled request sleeps before its pacer slot
 THROTTLING_CODES: frozenset[str] = frozenset(ThrottledRetryableChecker._THROTTLED_ERROR_CODES)  # type: ignore[attr-defined]
 # The store rejects how this path signs or phrases requests: stop using it in this process.
 _REFUSED_CODES = frozenset({"SignatureDoesNotMatch", "InvalidDigest"})
@@ -721,13 +722,20 @@ class LeanPath:
                 return self._check(route, op, bucket, key, r, copy=copy, retried=attempt > 1)
             except _Transient as t:
                 maybe_applied = True
+                throttled = t.error.status in (429, 503) or t.error.code in THROTTLING_CODES
                 if attempt >= self.max_attempts:
                     t.error.retried = attempt > 1
                     raise t.error from None
             except UseBotocore as why:
                 why.maybe_applied = maybe_applied
                 raise
-            time.sleep(random.random() * min(self.max_backoff, 2.0 ** (attempt - 1)))
+            backoff = min(self.max_backoff, 2.0 ** (attempt - 1))
+            if throttled and self.before_retry is not None:
+                # The pacer spaces this retry (and has just cut the rate): a second of back-off on top would only
+                # idle the thread, and a throttled DeleteObjects would hold up its whole batch (measured: 76% of
+                # a throttling store's limit reached with the full back-off).
+                backoff = min(backoff, _PACED_BACKOFF)
+            time.sleep(random.random() * backoff)
             if self.before_retry is not None:
                 self.before_retry()
 
