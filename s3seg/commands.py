@@ -462,7 +462,8 @@ class _LoggedJournal(Journal):
     def outcome(self, direction: str, status: Status, ids: list[int], code: str = "", msg: str = "") -> None:
         super().outcome(direction, status, ids, code, msg)
         level = _OUTCOME_LEVELS.get(status, logging.DEBUG)
-        why = f": {code} {msg}".rstrip() if code or msg else ""
+        code = "" if code == "-" else code  # the executor's placeholder when only a detail is known
+        why = f": {code} {msg}".rstrip().replace(":  ", ": ") if code or msg else ""
         for i in ids:
             keys = self._in_flight.pop(i, "")
             if log.isEnabledFor(level):
@@ -474,7 +475,10 @@ PER_OBJECT = {"s3seg_per_object": True}
 _OUTCOME_LEVELS: dict[Status, int] = {
     **{s: logging.WARNING for s in APPLY_CONFLICTS | {Status.SKIPPED_ARCHIVED}},
     **{s: logging.WARNING for s in (Status.R_CONFLICT_DEST_MODIFIED, Status.R_CONFLICT_SOURCE_RECREATED)},
-    **{s: logging.ERROR for s in APPLY_FAILURES | {Status.R_FAILED, Status.R_FAILED_MISSING}},
+    **{
+        s: logging.ERROR
+        for s in APPLY_FAILURES - {Status.SKIPPED_ARCHIVED} | {Status.R_FAILED, Status.R_FAILED_MISSING}
+    },
 }
 
 

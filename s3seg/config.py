@@ -133,7 +133,7 @@ class Settings:
         covered by the manifest's digests, so a bad value means a manifest written by something else: raises
         ``ValueError`` naming the field.
         """
-        data = data or {}
+        data = {} if data is None else data
         if not isinstance(data, Mapping):
             raise ValueError("the manifest header's config is not an object")
         values: dict[str, Any] = {}
