@@ -865,7 +865,10 @@ def run_cli(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int
         return code
     finally:
         if args.command in LOGGED:
-            _record(run, code)
+            try:
+                _record(run, code)
+            except (OSError, ValueError, TypeError, KeyError) as exc:  # monitoring never changes the exit code
+                _stderr(f"s3seg: warning: could not write the run record: {exc}")
         _flush(out)  # a closed pipe shows here for short outputs: dropped, not a traceback at exit
 
 
