@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NoReturn, TextIO
 
@@ -538,16 +538,12 @@ def _exec_opts(args: argparse.Namespace) -> commands.ExecOptions:
 def _load_settings(args: argparse.Namespace) -> config_mod.Settings:
     settings = config_mod.load(args.config)
     if args.recursive and not settings.recursive:
-        import dataclasses
-
-        settings = dataclasses.replace(settings, recursive=True)
+        settings = replace(settings, recursive=True)
     return _with_filters(args, settings)
 
 
 def _with_filters(args: argparse.Namespace, settings: config_mod.Settings) -> config_mod.Settings:
     """``--include`` / ``--exclude`` add to the config's globs; ``--min-age`` replaces its ``min_age``."""
-    import dataclasses
-
     changes: dict[str, Any] = {}
     if args.include:
         changes["include"] = (*settings.include, *args.include)
@@ -558,7 +554,7 @@ def _with_filters(args: argparse.Namespace, settings: config_mod.Settings) -> co
             changes["min_age"] = config_mod.parse_duration(args.min_age)
         except ValueError as exc:
             raise UsageError(f"--min-age {exc}") from None
-    return dataclasses.replace(settings, **changes) if changes else settings
+    return replace(settings, **changes) if changes else settings
 
 
 def _override(args: argparse.Namespace, settings: config_mod.Settings) -> datetime | None:

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from s3seg import inventory as _inventory
 from s3seg import verify as _verify
@@ -302,23 +302,33 @@ def _capabilities(storage: Storage, bucket: str, mode: str) -> Capabilities:
         return Capabilities.none()
 
 
+class ExecHooks(TypedDict, total=False):
+    """The keyword arguments of ``apply`` and ``rollback`` (and ``execute_manifest``) beside the manifest,
+    ``opts`` and ``target``: progress callbacks, a backend to run batches on instead of the one ``opts`` asks for
+    (tests, embedding), and a lease the caller already holds (``run``: plan and apply under one lease)."""
+
+    on_start: OnStart
+    on_progress: OnProgress
+    on_phase: OnPhase
+    backend: Backend | None
+    lease: Lease | None
+
+
 def execute_manifest(
     direction: str,
     manifest_path: str,
     opts: ExecOptions = ExecOptions(),
     target: Target = Target(),
-    *,
-    on_start: OnStart = _nothing,
-    on_progress: OnProgress = _nothing,
-    on_phase: OnPhase = _nothing,
-    backend: Backend | None = None,
-    lease: Lease | None = None,
+    **hooks: Unpack[ExecHooks],
 ) -> ExecResult:
-    """Apply (or roll back) a manifest, resuming from its journal. See ``apply`` and ``rollback``.
+    """Apply (or roll back) a manifest, resuming from its journal. See ``apply`` and ``rollback``; ``hooks``
+    are ``ExecHooks``.
 
     Before any mutation the run takes the lease of every bucket the manifest touches (``s3seg.lease``), unless
     the caller already holds ``lease`` over them (``run``: plan and apply under one lease).
     """
+    on_start, on_progress = hooks.get("on_start", _nothing), hooks.get("on_progress", _nothing)
+    on_phase, backend, lease = hooks.get("on_phase", _nothing), hooks.get("backend"), hooks.get("lease")
     manifest = Manifest(manifest_path)
     info = manifest.verify()
     endpoint = _check_target(info, manifest_path, target)
@@ -539,39 +549,17 @@ def _dry_run(direction: str, manifest: Manifest, info: ManifestInfo, journal_pat
 
 
 def apply(
-    manifest_path: str,
-    opts: ExecOptions = ExecOptions(),
-    target: Target = Target(),
-    *,
-    on_start: OnStart = _nothing,
-    on_progress: OnProgress = _nothing,
-    on_phase: OnPhase = _nothing,
-    backend: Backend | None = None,
-    lease: Lease | None = None,
+    manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **hooks: Unpack[ExecHooks]
 ) -> ExecResult:
     """Execute a manifest's moves, resuming from its journal; never redoes or loses work."""
-    return execute_manifest(
-        APPLY, manifest_path, opts, target, on_start=on_start, on_progress=on_progress, on_phase=on_phase,
-        backend=backend, lease=lease,
-    )  # fmt: skip
+    return execute_manifest(APPLY, manifest_path, opts, target, **hooks)
 
 
 def rollback(
-    manifest_path: str,
-    opts: ExecOptions = ExecOptions(),
-    target: Target = Target(),
-    *,
-    on_start: OnStart = _nothing,
-    on_progress: OnProgress = _nothing,
-    on_phase: OnPhase = _nothing,
-    backend: Backend | None = None,
-    lease: Lease | None = None,
+    manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **hooks: Unpack[ExecHooks]
 ) -> ExecResult:
     """Undo what the manifest's journal says apply did, leaving everything else untouched."""
-    return execute_manifest(
-        ROLLBACK, manifest_path, opts, target, on_start=on_start, on_progress=on_progress, on_phase=on_phase,
-        backend=backend, lease=lease,
-    )  # fmt: skip
+    return execute_manifest(ROLLBACK, manifest_path, opts, target, **hooks)
 
 
 # -- status ---------------------------------------------------------------------------------------------------

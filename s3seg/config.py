@@ -356,11 +356,7 @@ def _log_file(text: str) -> str:
     """Checked for today's name; later days differ only in the file name if directives are in it."""
     _directives(text, STRFTIME_DIRECTIVES)
     path = resolve_log_file(text, datetime.now())
-    parent = os.path.dirname(path) or "."
-    if not os.path.isdir(parent):
-        raise ValueError(f"is in a directory that does not exist: {_show(parent)} (s3seg does not create it)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"is in a directory this user cannot write to: {_show(parent)}")
+    _writable_parent(path)
     if os.path.lexists(path):
         if not os.path.isfile(path):
             raise ValueError(f"exists and is not a regular file: {_show(path)}")
@@ -371,13 +367,16 @@ def _log_file(text: str) -> str:
 
 def _metrics_file(text: str) -> str:
     """Written as a temporary file beside it, then renamed: the directory must exist and be writable."""
-    path = os.path.expanduser(text)
+    _writable_parent(os.path.expanduser(text))
+    return text
+
+
+def _writable_parent(path: str) -> None:
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):
         raise ValueError(f"is in a directory that does not exist: {_show(parent)} (s3seg does not create it)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"is in a directory this user cannot write to: {_show(parent)}")
-    return text
 
 
 def _state_dir(text: str) -> str:
