@@ -343,6 +343,7 @@ class Progress:
         self.enabled = enabled and sys.stderr.isatty()
         self.desc = desc
         self.bar: tqdm[Any] | None = None
+        self.phased = False  # the bar shows a phase (cleared when the first moves finish)
 
     def start(self, total: int) -> None:
         if self.enabled and total:
@@ -350,11 +351,15 @@ class Progress:
 
     def advance(self, n: int) -> None:
         if self.bar is not None:
+            if self.phased:  # the first moves are done: the bar's own figures say the rest
+                self.phased = False
+                self.bar.set_postfix_str("", refresh=False)
             self.bar.update(n)
 
     def phase(self, text: str) -> None:
         """What the run is doing before its first batch (checking the store, probing, starting workers)."""
         if self.bar is not None:
+            self.phased = True
             self.bar.set_postfix_str(text)
         elif self.enabled:
             _stderr(f"s3seg: {text} ...")

@@ -430,7 +430,7 @@ def _execute_under_lease(
         backend = _make_backend(opts, run.processes)
     pending = _pending_apply if run.direction == APPLY else _pending_rollback
     try:
-        _phase(on_phase, f"{run.direction}: moving")
+        _phase(on_phase, f"{run.direction}: the first batch is in flight")
         result.report = execute(
             run.journal,
             run.direction,

@@ -92,3 +92,22 @@ def test_each_finished_move_is_logged_at_its_level(tmp_path: Path, caplog: pytes
     assert failed == "apply move 3 s3://src/in/3 -> s3://dst/out/3: failed: AccessDenied CopyObject"
     assert all(getattr(r, "s3seg_per_object", False) for r in caplog.records)
     assert not journal._in_flight  # only the moves in flight are remembered
+
+
+def test_progress_says_what_happens_before_the_first_batch(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from s3seg.cli import Progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    progress = Progress(True, "run")
+    progress.phase("checking the store")  # no bar yet: a line of its own
+    progress.start(10)
+    progress.phase("probing conditional-write support in bucket b")  # on the bar
+    assert progress.bar is not None and "probing" in str(progress.bar)
+    progress.advance(4)
+    assert "probing" not in str(progress.bar) and progress.bar.n == 4
+    progress.close()
+    assert "s3seg: checking the store ..." in capsys.readouterr().err
