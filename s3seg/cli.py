@@ -1,7 +1,13 @@
 """The ``s3seg`` command line: argv -> ``commands`` -> printed summary and exit code.
 
 Owns: argument parsing, logging handlers (the log file, stderr), tqdm progress bars, the human and ``--json``
-summaries, and mapping errors to exit codes (the only place that calls ``sys.exit``).
+summaries, the run record and metrics file (``s3seg.monitoring`` renders them), and mapping errors to exit
+codes (the only place that calls ``sys.exit``).
+
+Layout: every flag is one row of ``FLAGS`` (names, ``add_argument`` keywords, the commands that take it);
+``build_parser`` adds each row to each of its commands. Each command has one handler in ``HANDLERS``
+(``args, out, run -> exit code``) that calls one ``commands`` verb and prints its summary; ``run_cli`` parses,
+dispatches, maps errors to exit codes and writes the run record.
 
 The original tool's invocation ``s3seg -c config.xml [-d DATETIME] [-v]`` (no sub-command) still works and
 means ``s3seg run``.

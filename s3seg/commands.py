@@ -1,7 +1,11 @@
-"""The Python API: one function per verb (plan, apply, rollback, status, run). The CLI is derived from these.
+"""The Python API: one function per verb (plan, apply, rollback, status, run, verify). The CLI is derived from
+these.
 
 Each verb validates everything it can before any S3 client exists (config, manifest, journal, lock), so bad
-input fails with a clear error and no S3 request.
+input fails with a clear error and no S3 request. Settings come from ``config.Settings`` only: ``plan`` and
+``run`` take them loaded, the others read them back from the manifest header (``Settings.from_header``), so
+a default is written in one place. Progress reaches the caller through ``ExecHooks`` callbacks; each finished
+move is one log line (``_LoggedJournal``).
 
 Must not: print, parse argv, or call ``sys.exit`` (``cli`` owns user output and exit codes).
 """
