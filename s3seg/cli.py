@@ -1,7 +1,13 @@
 """The ``s3seg`` command line: argv -> ``commands`` -> printed summary and exit code.
 
 Owns: argument parsing, logging handlers (the log file, stderr), tqdm progress bars, the human and ``--json``
-summaries, and mapping errors to exit codes (the only place that calls ``sys.exit``).
+summaries, the run record and metrics file (``s3seg.monitoring`` renders them), and mapping errors to exit
+codes (the only place that calls ``sys.exit``).
+
+Layout: every flag is one row of ``FLAGS`` (names, ``add_argument`` keywords, the commands that take it);
+``build_parser`` adds each row to each of its commands. Each command has one handler in ``HANDLERS``
+(``args, out, run -> exit code``) that calls one ``commands`` verb and prints its summary; ``run_cli`` parses,
+dispatches, maps errors to exit codes and writes the run record.
 
 The original tool's invocation ``s3seg -c config.xml [-d DATETIME] [-v]`` (no sub-command) still works and
 means ``s3seg run``.
@@ -18,13 +24,15 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NoReturn, TextIO
 
 from tqdm import tqdm
 
-from s3seg import __version__, commands
+from s3seg import __version__, commands, monitoring
 from s3seg import config as config_mod
 from s3seg.errors import ExitCode, S3SegError, UsageError, os_reason, show_path
 from s3seg.journal import APPLY_DONE, ROLLBACK_DONE
@@ -35,110 +43,183 @@ log = logging.getLogger("s3seg")
 
 COMMANDS = ("plan", "apply", "rollback", "status", "run", "verify", "report", "prune")
 
-
-# -- parser ---------------------------------------------------------------------------------------------------
-def _target_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("where S3 is")
-    g.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, Ceph, SeaweedFS, a local test server)")
-    g.add_argument("--region", help="AWS region")
-    g.add_argument("--profile", help="AWS profile from ~/.aws/config")
-    g.add_argument(
-        "--botocore-only",
-        action="store_true",
-        help="send every request through botocore (by default per-object calls to an explicit endpoint take "
-        "s3seg's lean HTTP path: same requests, a fifth of the client CPU)",
-    )
+# -- parser: every flag in one table -------------------------------------------------------------------------
+PLAN_RUN = frozenset({"plan", "run"})
+EXEC = frozenset({"apply", "rollback", "run"})  # commands that move objects
+LOGGED = frozenset({"plan", "run", "apply", "rollback"})  # commands with a config or a manifest's config
+WHERE_S3 = LOGGED | {"verify"}  # commands that send S3 requests and take the "where S3 is" flags
+AUDIT = frozenset({"verify", "report"})
+MANIFEST_IN = frozenset({"apply", "rollback", "status", "verify", "report"})
 
 
-def _common_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-v", "--verbose", action="store_true", help="detailed log (to the log file and stderr)")
-    p.add_argument("--log-file", help="write the log here instead of the config's log_file")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    p.add_argument(
-        "-q", "--quiet", action="store_true", help="print no summary unless the command fails (for cron: mail on error)"
-    )
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """One row of the flag table: ``add_argument(*names, **kwargs)`` on every parser in ``commands``."""
+
+    names: tuple[str, ...]
+    kwargs: dict[str, Any]
+    commands: frozenset[str]
+    group: str = ""  # an argument group of ``-h`` ("" : the command's own options)
 
 
-def _exec_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("execution")
-    g.add_argument("--journal", help="journal path (default: MANIFEST.journal)")
-    g.add_argument("--processes", type=int, help="worker processes (default: config 'processes'; 0 = no pool)")
-    g.add_argument(
-        "--threads",
-        type=int,
-        help="requests in flight per worker process: the upper bound with adaptive concurrency, the exact count "
-        "with --concurrency fixed (default: config 'n_workers', 256)",
-    )
-    g.add_argument(
-        "--concurrency",
-        choices=("adaptive", "fixed"),
-        help="adaptive (default): each process finds its own number in flight, up to --threads, backing off on "
-        "rising latency and on 503 SlowDown; fixed: always --threads",
-    )
-    g.add_argument(
-        "--max-requests-per-second",
-        type=float,
-        metavar="RATE",
-        help="cap the whole run's S3 request rate (shared by its processes; default: config "
-        "'max_requests_per_second', none)",
-    )
-    g.add_argument("--batch-size", type=int, help="moves per batch sent to a worker (default 500, max 1000)")
-    g.add_argument(
-        "--conditional-writes",
-        choices=("auto", "server", "client"),
-        help="trust the store's conditional headers (server), check with HEAD (client), or probe (auto)",
-    )
-    g.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
-    g.add_argument(
-        "--lock-wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another s3seg run on the same buckets to finish (default 0: refuse at once, "
-        "exit 3, naming the other run)",
-    )
-    g.add_argument(
-        "--executor",
-        choices=("local", "dask"),
-        default="local",
-        help="run batches on local worker processes (default) or on a Dask cluster (pip install 's3seg[dask]')",
-    )
-    g.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="Dask scheduler, e.g. tcp://HOST:8786 (with --executor dask; without it a local cluster of "
-        "--processes workers is started)",
-    )
+def _f(*names: str, on: Iterable[str], group: str = "", **kwargs: Any) -> Flag:
+    return Flag(names, kwargs, frozenset(on), group)
 
 
-def _plan_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", required=True, help="XML config file")
-    p.add_argument(
-        "-d",
-        "--datetime",
+_S3 = "where S3 is"
+_EX = "execution"
+FLAGS: tuple[Flag, ...] = (
+    # plan and run: what to plan
+    _f("-c", "--config", on=PLAN_RUN, required=True, help="XML config file"),
+    _f(
+        "-d", "--datetime", on=PLAN_RUN,
         help="date for files when there is no match_pattern: ISO 8601 or the config's datetime_format",
-    )
-    p.add_argument("--recursive", action="store_true", help="also plan keys in sub-folders of s3_dir")
-    p.add_argument("--all", action="store_true", help="lift the n_loops cap: plan every listed object")
-    p.add_argument(
-        "--include", action="append", default=[], metavar="GLOB",
+    ),
+    _f("--recursive", on=PLAN_RUN, action="store_true", help="also plan keys in sub-folders of s3_dir"),
+    _f("--all", on=PLAN_RUN, action="store_true", help="lift the n_loops cap: plan every listed object"),
+    _f(
+        "--include", on=PLAN_RUN, action="append", default=[], metavar="GLOB",
         help="plan only keys whose path relative to s3_dir matches (repeatable; adds to <include>)",
-    )  # fmt: skip
-    p.add_argument(
-        "--exclude", action="append", default=[], metavar="GLOB",
+    ),
+    _f(
+        "--exclude", on=PLAN_RUN, action="append", default=[], metavar="GLOB",
         help="never plan keys whose path relative to s3_dir matches, e.g. '.tmp_*.part' (repeatable; beats --include)",
-    )  # fmt: skip
-    p.add_argument(
-        "--min-age",
-        metavar="DURATION",
+    ),
+    _f(
+        "--min-age", on=PLAN_RUN, metavar="DURATION",
         help="skip objects modified less than this ago: 30s, 10m, 2h (replaces <min_age>)",
-    )
-    p.add_argument(
-        "--inventory",
-        metavar="S3_URL",
+    ),
+    _f(
+        "--inventory", on=PLAN_RUN, metavar="S3_URL",
         help="plan from this S3 Inventory report (s3://BUCKET/PATH/manifest.json; CSV, or Parquet/ORC with "
         "s3seg[inventory]) instead of listing s3_dir",
-    )
+    ),
+    _f("-o", "--output", on={"plan"}, help="manifest path (default: s3seg-<time>.jsonl in state_dir)"),
+    # the manifest others read
+    _f("manifest", on=MANIFEST_IN, help="manifest written by `s3seg plan`"),
+    _f("--journal", on=EXEC, group=_EX, help="journal path (default: MANIFEST.journal)"),
+    _f("--journal", on={"status"}, help="journal path (default: MANIFEST.journal)"),
+    _f("--journal", on=AUDIT, help="journal path (default: MANIFEST.journal, if it exists)"),
+    # how to move
+    _f(
+        "--processes", on=EXEC, group=_EX, type=int,
+        help="worker processes (default: config 'processes'; 0 = no pool)",
+    ),
+    _f(
+        "--threads", on=EXEC, group=_EX, type=int,
+        help="requests in flight per worker process: the upper bound with adaptive concurrency, the exact count "
+        "with --concurrency fixed (default: config 'n_workers', 256)",
+    ),
+    _f(
+        "--concurrency", on=EXEC, group=_EX, choices=("adaptive", "fixed"),
+        help="adaptive (default): each process finds its own number in flight, up to --threads, backing off on "
+        "rising latency and on 503 SlowDown; fixed: always --threads",
+    ),
+    _f(
+        "--max-requests-per-second", on=EXEC, group=_EX, type=float, metavar="RATE",
+        help="cap the whole run's S3 request rate (shared by its processes; default: config "
+        "'max_requests_per_second', none)",
+    ),
+    _f(
+        "--batch-size", on=EXEC, group=_EX, type=int,
+        help="moves per batch sent to a worker (default 500, max 1000)",
+    ),
+    _f(
+        "--conditional-writes", on=EXEC, group=_EX, choices=("auto", "server", "client"),
+        help="trust the store's conditional headers (server), check with HEAD (client), or probe (auto)",
+    ),
+    _f("--no-progress", on=EXEC, group=_EX, action="store_true", help="no progress bar even on a terminal"),
+    _f(
+        "--lock-wait", on=EXEC, group=_EX, type=float, default=0.0, metavar="SECONDS",
+        help="wait this long for another s3seg run on the same buckets to finish (default 0: refuse at once, "
+        "exit 3, naming the other run)",
+    ),
+    _f(
+        "--executor", on=EXEC, group=_EX, choices=("local", "dask"), default="local",
+        help="run batches on local worker processes (default) or on a Dask cluster (pip install 's3seg[dask]')",
+    ),
+    _f(
+        "--scheduler", on=EXEC, group=_EX, metavar="ADDRESS",
+        help="Dask scheduler, e.g. tcp://HOST:8786 (with --executor dask; without it a local cluster of "
+        "--processes workers is started)",
+    ),
+    _f("--dry-run", on=EXEC, action="store_true", help="print what would be done; send nothing to S3"),
+    # status
+    _f("--json", on={"status"}, action="store_true", help="print the status as JSON on stdout"),
+    _f("--failed", on={"status"}, action="store_true", help="list every failed or conflicted move with its keys"),
+    # output and logging
+    _f("-v", "--verbose", on=LOGGED, action="store_true", help="detailed log (to the log file and stderr)"),
+    _f("-v", "--verbose", on=AUDIT, action="store_true", help="detailed log on stderr"),
+    _f("--log-file", on=LOGGED, help="write the log here instead of the config's log_file"),
+    _f("--log-file", on=AUDIT, help="also write the log here"),
+    _f("--json", on=LOGGED, action="store_true", help="print the summary as JSON on stdout"),
+    _f("--json", on={"verify"}, action="store_true", help="print the result as JSON (every discrepancy)"),
+    _f(
+        "-q", "--quiet", on=LOGGED, action="store_true",
+        help="print no summary unless the command fails (for cron: mail on error)",
+    ),
+    _f(
+        "--metrics-file", on=LOGGED, metavar="PATH",
+        help="write a Prometheus textfile here after the run (node_exporter textfile collector; replaces the "
+        "config's metrics_file)",
+    ),
+    # verify
+    _f("--samples", on={"verify"}, type=int, default=10, help="sample keys per category (default 10)"),
+    _f(
+        "--max-items", on={"verify"}, type=int, default=100_000,
+        help="discrepancies listed in --json before the list is cut (default 100000)",
+    ),
+    # report
+    _f("-o", "--output", on={"report"}, metavar="HTML", help="write the HTML page here (default: print the heatmap)"),
+    # where S3 is
+    _f(
+        "--endpoint-url", on=WHERE_S3, group=_S3,
+        help="S3-compatible endpoint (MinIO, Ceph, SeaweedFS, a local test server)",
+    ),
+    _f("--region", on=WHERE_S3, group=_S3, help="AWS region"),
+    _f("--profile", on=WHERE_S3, group=_S3, help="AWS profile from ~/.aws/config"),
+    _f(
+        "--botocore-only", on=WHERE_S3, group=_S3, action="store_true",
+        help="send every request through botocore (by default per-object calls to an explicit endpoint take "
+        "s3seg's lean HTTP path: same requests, a fifth of the client CPU)",
+    ),
+    # plan pictures
+    _f("--heatmap", on={"plan"}, action="store_true", help="print a day x hour heatmap of the planned moves"),
+    _f("--report", on={"plan"}, metavar="HTML", help="write a self-contained HTML review page of the plan here"),
+    # prune
+    _f("--state-dir", on={"prune"}, required=True, help="the directory (the config's state_dir)"),
+    _f("--older-than", on={"prune"}, required=True, metavar="DURATION", help="e.g. 30d, 12h (last modification)"),
+    _f("--dry-run", on={"prune"}, action="store_true", help="list what would be removed; remove nothing"),
+    _f("--json", on={"prune"}, action="store_true", help="print the result as JSON on stdout"),
+    _f("-q", "--quiet", on={"prune"}, action="store_true", help="print nothing unless it fails"),
+)  # fmt: skip
+
+
+def _first_line(func: Callable[..., Any]) -> str:
+    return (func.__doc__ or "").strip().splitlines()[0].replace("``", "")
+
+
+def _report_doc() -> None:
+    """Review a manifest (and, after apply, its outcomes) as a heatmap or a self-contained HTML page."""
+
+
+_PRUNE_DOC = "Remove the manifests and journals of finished runs older than a given age from a state_dir."
+# command -> (help, description): the verbs' docstrings, as alembic derives its CLI from its commands.
+_DOCS: dict[str, tuple[str, str]] = {
+    **{
+        name: (_first_line(func), _first_line(func))
+        for name, func in (
+            ("plan", commands.plan),
+            ("apply", commands.apply),
+            ("rollback", commands.rollback),
+            ("status", commands.status),
+            ("run", commands.run),
+            ("verify", commands.verify),
+            ("report", _report_doc),
+        )
+    },
+    "prune": (_PRUNE_DOC, _PRUNE_DOC + " Unfinished runs are never removed."),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,35 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"s3seg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    for name, func in (
-        ("plan", commands.plan),
-        ("apply", commands.apply),
-        ("rollback", commands.rollback),
-        ("status", commands.status),
-        ("run", commands.run),
-    ):
-        doc = (func.__doc__ or "").strip().splitlines()[0].replace("``", "")
-        p = sub.add_parser(name, help=doc, description=doc)
-        if name in ("plan", "run"):
-            _plan_flags(p)
-        if name == "plan":
-            p.add_argument("-o", "--output", help="manifest path (default: s3seg-<time>.jsonl in state_dir)")
-        if name in ("apply", "rollback", "status"):
-            p.add_argument("manifest", help="manifest written by `s3seg plan`")
-        if name in ("apply", "rollback", "run"):
-            _exec_flags(p)
-        if name in ("apply", "rollback", "run"):
-            p.add_argument("--dry-run", action="store_true", help="print what would be done; send nothing to S3")
-        if name == "status":
-            p.add_argument("--journal", help="journal path (default: MANIFEST.journal)")
-            p.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
-            p.add_argument("--failed", action="store_true", help="list every failed or conflicted move with its keys")
-        else:
-            _common_flags(p)
-            _target_flags(p)
-    _add_audit_parsers(sub)
-    _add_prune_parser(sub)
+    for name in COMMANDS:
+        doc, description = _DOCS[name]
+        p = sub.add_parser(name, help=doc, description=description)
+        groups: dict[str, Any] = {"": p}
+        for flag in FLAGS:
+            if name in flag.commands:
+                if flag.group not in groups:
+                    groups[flag.group] = p.add_argument_group(flag.group)
+                groups[flag.group].add_argument(*flag.names, **flag.kwargs)
     return parser
 
 
@@ -194,13 +255,18 @@ def _normalise_argv(argv: list[str]) -> list[str]:
         hint = f"; did you mean `s3seg {close[0]}`?" if close else f"; commands: {', '.join(COMMANDS)}"
         raise UsageError(f"unknown command {argv[0]!r}{hint}")
     for i, word in enumerate(argv):
-        if word in COMMANDS and not (i and argv[i - 1] in _VALUE_OPTIONS_BEFORE):
+        if word in COMMANDS and not (i and argv[i - 1] in _VALUE_OPTIONS):
             return [word, *argv[:i], *argv[i + 1 :]]
     return ["run", *argv]
 
 
 # Options taking a value, so that the word after them is never mistaken for the command (``--profile plan``).
-_VALUE_OPTIONS_BEFORE = frozenset({"--endpoint-url", "--region", "--profile", "-c", "--config", "--log-file"})
+_VALUE_OPTIONS = frozenset(
+    name
+    for flag in FLAGS
+    if flag.names[0].startswith("-") and flag.kwargs.get("action") != "store_true"
+    for name in flag.names
+)
 
 
 # -- logging / progress ----------------------------------------------------------------------------------------
@@ -222,6 +288,8 @@ def setup_logging(log_file: str | None, verbose: bool) -> None:
     sh = logging.StreamHandler(sys.stderr)
     sh.setLevel(logging.INFO if verbose else logging.WARNING)
     sh.setFormatter(logging.Formatter("s3seg: %(levelname)s: %(message)s"))
+    if not verbose:  # a line per failed move goes to the log file; stderr has the summary's first ten
+        sh.addFilter(lambda record: not getattr(record, "s3seg_per_object", False))
     root.addHandler(sh)
 
 
@@ -281,6 +349,7 @@ class Progress:
         self.enabled = enabled and sys.stderr.isatty()
         self.desc = desc
         self.bar: tqdm[Any] | None = None
+        self.phased = False  # the bar shows a phase (cleared when the first moves finish)
 
     def start(self, total: int) -> None:
         if self.enabled and total:
@@ -288,7 +357,18 @@ class Progress:
 
     def advance(self, n: int) -> None:
         if self.bar is not None:
+            if self.phased:  # the first moves are done: the bar's own figures say the rest
+                self.phased = False
+                self.bar.set_postfix_str("", refresh=False)
             self.bar.update(n)
+
+    def phase(self, text: str) -> None:
+        """What the run is doing before its first batch (checking the store, probing, starting workers)."""
+        if self.bar is not None:
+            self.phased = True
+            self.bar.set_postfix_str(text)
+        elif self.enabled:
+            _stderr(f"s3seg: {text} ...")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -469,16 +549,12 @@ def _exec_opts(args: argparse.Namespace) -> commands.ExecOptions:
 def _load_settings(args: argparse.Namespace) -> config_mod.Settings:
     settings = config_mod.load(args.config)
     if args.recursive and not settings.recursive:
-        import dataclasses
-
-        settings = dataclasses.replace(settings, recursive=True)
+        settings = replace(settings, recursive=True)
     return _with_filters(args, settings)
 
 
 def _with_filters(args: argparse.Namespace, settings: config_mod.Settings) -> config_mod.Settings:
     """``--include`` / ``--exclude`` add to the config's globs; ``--min-age`` replaces its ``min_age``."""
-    import dataclasses
-
     changes: dict[str, Any] = {}
     if args.include:
         changes["include"] = (*settings.include, *args.include)
@@ -489,7 +565,7 @@ def _with_filters(args: argparse.Namespace, settings: config_mod.Settings) -> co
             changes["min_age"] = config_mod.parse_duration(args.min_age)
         except ValueError as exc:
             raise UsageError(f"--min-age {exc}") from None
-    return dataclasses.replace(settings, **changes) if changes else settings
+    return replace(settings, **changes) if changes else settings
 
 
 def _override(args: argparse.Namespace, settings: config_mod.Settings) -> datetime | None:
@@ -503,20 +579,132 @@ def _override(args: argparse.Namespace, settings: config_mod.Settings) -> dateti
         raise UsageError(str(exc)) from None
 
 
-def _manifest_log_file(path: str) -> str | None:
-    """The log_file recorded in a manifest's config (apply/rollback log where plan did)."""
+def _manifest_settings(path: str) -> config_mod.Settings:
+    """The settings recorded in a manifest's header (apply/rollback log, and write metrics, where plan did).
+    Unreadable: the defaults, since ``Manifest.verify`` then refuses the manifest with the real reason."""
+    import gzip
+
     try:
-        with open(path, encoding="utf-8") as f:
-            header = json.loads(f.readline(1 << 20))
-        value = header.get("config", {}).get("log_file")
-        return str(value) if value else None
-    except (OSError, ValueError, AttributeError, RecursionError):  # verify() reports a bad manifest properly
-        return None
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20)
+            if first.startswith(b"\x1f\x8b"):  # a gzip manifest
+                f.seek(0)
+                with gzip.GzipFile(fileobj=f) as g:
+                    first = g.readline(1 << 20)
+        header = json.loads(first)
+        return config_mod.Settings.from_header(header.get("config") if isinstance(header, dict) else None)
+    except (OSError, ValueError, EOFError, RecursionError):
+        return config_mod.Settings.from_header(None)
 
 
-def _status(args: argparse.Namespace, out: TextIO) -> int:
+# -- one handler per command ----------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Run:
+    """One invocation, as the run record and the metrics file see it (handlers fill it in as they go)."""
+
+    command: str
+    started: float = field(default_factory=time.time)
+    metrics_file: str | None = None
+    plan: PlanReport | None = None
+    result: commands.ExecResult | None = None
+    error: str = ""
+
+
+Handler = Callable[[argparse.Namespace, TextIO, Run], int]
+
+
+def _check_manifest(args: argparse.Namespace) -> None:
+    if not os.path.lexists(args.manifest):
+        raise UsageError(
+            f"manifest {args.manifest} does not exist (write one with `s3seg plan -c CONFIG -o {args.manifest}`)"
+        )
+
+
+def _start_plan(args: argparse.Namespace, run: Run) -> tuple[config_mod.Settings, datetime | None]:
+    """plan and run: the config (exits 2 before any S3 client exists if it is bad), -d, logging."""
+    settings = _load_settings(args)
+    override = _override(args, settings)
+    setup_logging(args.log_file or settings.log_file, args.verbose)
+    run.metrics_file = args.metrics_file or settings.metrics_file
+    return settings, override
+
+
+def _plan(args: argparse.Namespace, out: TextIO, run: Run) -> int:
+    """``plan``: list once, write the manifest, print the summary (and the pictures asked for)."""
+    now = datetime.now()
+    settings, override = _start_plan(args, run)
+    output = args.output or commands.default_manifest_path(settings, now)
+    report = commands.plan(
+        settings, output, now=now, override=override, unlimited=args.all, target=_target(args),
+        inventory=args.inventory,
+    )  # fmt: skip
+    run.plan = report
+    log.info("plan: %s", json.dumps(plan_summary(report)))
+    if args.json:
+        _print(out, json.dumps(_with_log_failure(plan_summary(report)), indent=2))
+    else:
+        print_plan(report, out)
+        _print_log_failure(out)
+    _plan_pictures(args, report.manifest_path, out)
+    return ExitCode.OK
+
+
+def _run(args: argparse.Namespace, out: TextIO, run: Run) -> int:
+    """``run``: plan then apply under one lease."""
+    now = datetime.now()
+    settings, override = _start_plan(args, run)
+    progress = Progress(not args.no_progress, "run")
+    try:
+        report, result = commands.run(
+            settings, now=now, override=override, unlimited=args.all, opts=_exec_opts(args), target=_target(args),
+            on_start=progress.start, on_progress=progress.advance, on_phase=progress.phase, inventory=args.inventory,
+        )  # fmt: skip
+    finally:
+        progress.close()
+    run.plan, run.result = report, result
+    _log_exec(result)
+    if args.json:
+        both = {"plan": plan_summary(report), "apply": exec_summary(result)}
+        _print(out, json.dumps(_with_log_failure(both), indent=2))
+    else:
+        print_plan(report, out)
+        print_exec(result, out)
+        _print_log_failure(out)
+    return exec_exit_code(result)
+
+
+def _execute(verb: Callable[..., commands.ExecResult]) -> Handler:
+    """``apply`` / ``rollback``: log where the plan logged, run the manifest, print the summary."""
+
+    def handler(args: argparse.Namespace, out: TextIO, run: Run) -> int:
+        _check_manifest(args)
+        planned = _manifest_settings(args.manifest)
+        setup_logging(args.log_file or planned.log_file or None, args.verbose)
+        run.metrics_file = args.metrics_file or planned.metrics_file
+        progress = Progress(not args.no_progress and not args.dry_run, args.command)
+        try:
+            result = verb(
+                args.manifest, _exec_opts(args), _target(args), on_start=progress.start,
+                on_progress=progress.advance, on_phase=progress.phase,
+            )  # fmt: skip
+        finally:
+            progress.close()
+        run.result = result
+        _log_exec(result)
+        if args.json:
+            _print(out, json.dumps(_with_log_failure(exec_summary(result)), indent=2))
+        else:
+            print_exec(result, out)
+            _print_log_failure(out)
+        return exec_exit_code(result)
+
+    return handler
+
+
+def _status(args: argparse.Namespace, out: TextIO, run: Run) -> int:
     """``status``: counts in the operator's words; ``--failed`` lists every failed or conflicted move with its
     keys. Exits 1 while failures or conflicts remain (re-run apply, or resolve them), 0 otherwise."""
+    _check_manifest(args)
     st = commands.status(args.manifest, args.journal, failed=args.failed)
     if args.json:
         data: dict[str, Any] = {
@@ -555,73 +743,74 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
     return ExitCode.ITEMS_FAILED if st.problems else ExitCode.OK
 
 
-def _run(args: argparse.Namespace, out: TextIO) -> int:
-    cmd = args.command
-    manifest = getattr(args, "manifest", None)
-    if cmd in ("apply", "rollback", "status") and manifest is not None and not os.path.lexists(manifest):
-        raise UsageError(f"manifest {manifest} does not exist (write one with `s3seg plan -c CONFIG -o {manifest}`)")
-    if cmd in ("verify", "report"):
-        return _run_audit(args, out)
-    if cmd == "status":
-        return _status(args, out)
-    if cmd == "prune":
-        return _run_prune(args, out)
+def _verify(args: argparse.Namespace, out: TextIO, run: Run) -> int:
+    """``verify``: the audit by listing; exit 1 on any discrepancy."""
+    from s3seg import verify as verify_mod
 
-    now = datetime.now()
-    if cmd in ("plan", "run"):
-        settings = _load_settings(args)  # exits 2 before any S3 client exists if the config is bad
-        override = _override(args, settings)
-        setup_logging(args.log_file or settings.log_file, args.verbose)
-        target = _target(args)
-        if cmd == "plan":
-            output = args.output or commands.default_manifest_path(settings, now)
-            report = commands.plan(
-                settings, output, now=now, override=override, unlimited=args.all, target=target,
-                inventory=args.inventory,
-            )  # fmt: skip
-            log.info("plan: %s", json.dumps(plan_summary(report)))
-            if args.json:
-                _print(out, json.dumps(_with_log_failure(plan_summary(report)), indent=2))
-            else:
-                print_plan(report, out)
-                _print_log_failure(out)
-            _plan_pictures(args, report.manifest_path, out)
-            return ExitCode.OK
-        progress = Progress(not args.no_progress, "run")
-        try:
-            report, result = commands.run(
-                settings, now=now, override=override, unlimited=args.all, opts=_exec_opts(args),
-                target=target, on_start=progress.start, on_progress=progress.advance, inventory=args.inventory,
-            )  # fmt: skip
-        finally:
-            progress.close()
-        _log_exec(result)
-        if args.json:
-            both = {"plan": plan_summary(report), "apply": exec_summary(result)}
-            _print(out, json.dumps(_with_log_failure(both), indent=2))
-        else:
-            print_plan(report, out)
-            print_exec(result, out)
-            _print_log_failure(out)
-        return exec_exit_code(result)
-
-    # apply / rollback
-    setup_logging(args.log_file or _manifest_log_file(args.manifest), args.verbose)
-    progress = Progress(not args.no_progress and not args.dry_run, cmd)
-    verb: Callable[..., commands.ExecResult] = commands.apply if cmd == "apply" else commands.rollback
-    try:
-        result = verb(
-            args.manifest, _exec_opts(args), _target(args), on_start=progress.start, on_progress=progress.advance
-        )
-    finally:
-        progress.close()
-    _log_exec(result)
+    setup_logging(args.log_file, args.verbose)
+    if args.samples < 0 or args.max_items < 0:
+        raise UsageError("--samples and --max-items must be 0 or more")
+    result = commands.verify(
+        args.manifest, journal=args.journal, target=_target(args), samples=args.samples, max_items=args.max_items
+    )
     if args.json:
-        _print(out, json.dumps(_with_log_failure(exec_summary(result)), indent=2))
+        _print(out, json.dumps(verify_mod.summary(result), indent=2, ensure_ascii=False))
     else:
-        print_exec(result, out)
-        _print_log_failure(out)
-    return exec_exit_code(result)
+        for line in verify_mod.render(result):
+            _print(out, line)
+    return ExitCode.OK if result.ok else ExitCode.ITEMS_FAILED
+
+
+def _report(args: argparse.Namespace, out: TextIO, run: Run) -> int:
+    """``report``: the heatmap on the terminal, or the HTML page with ``-o``."""
+    from s3seg import report as report_mod
+    from s3seg.journal import journal_path_for
+
+    setup_logging(args.log_file, args.verbose)
+    if args.journal is not None and not os.path.exists(args.journal):
+        raise UsageError(f"journal {args.journal} does not exist")
+    pic = report_mod.collect(args.manifest, args.journal or journal_path_for(args.manifest))
+    if args.output:
+        _write_report(pic, args.output, out)
+    else:
+        for line in report_mod.heatmap_text(pic, unicode=_unicode_ok(out)):
+            _print(out, line)
+        for label, n in sorted(pic.statuses.items()):
+            _print(out, f"  {label:<28} {n}")
+    return ExitCode.OK
+
+
+def _prune(args: argparse.Namespace, out: TextIO, run: Run) -> int:
+    """``prune``: remove finished runs' files from a state_dir."""
+    from s3seg import prune
+
+    try:
+        age = config_mod.parse_duration(args.older_than)
+    except ValueError as exc:
+        raise UsageError(f"--older-than {exc}") from None
+    report = prune.prune(args.state_dir, age, dry_run=args.dry_run)
+    if args.json:
+        _print(out, json.dumps({"removed": report.removed, "kept": report.kept, "dry_run": args.dry_run}, indent=2))
+        return ExitCode.OK
+    verb = "would remove" if args.dry_run else "removed"
+    for path in report.removed:
+        _print(out, f"{verb} {path}")
+    for path, why in report.kept.items():
+        _print(out, f"kept {path}: {why}")
+    _print(out, f"prune: {verb} {len(report.removed)} finished runs, kept {len(report.kept)} old unfinished ones")
+    return ExitCode.OK
+
+
+HANDLERS: dict[str, Handler] = {
+    "plan": _plan,
+    "apply": _execute(commands.apply),
+    "rollback": _execute(commands.rollback),
+    "status": _status,
+    "run": _run,
+    "verify": _verify,
+    "report": _report,
+    "prune": _prune,
+}
 
 
 def _log_exec(result: commands.ExecResult) -> None:
@@ -664,118 +853,54 @@ def run_cli(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupt)
     held = io.StringIO() if getattr(args, "quiet", False) else None
+    run = Run(args.command, metrics_file=getattr(args, "metrics_file", None))
+    code = int(ExitCode.INTERRUPTED)
     try:
-        code = int(_run(args, held or out))
+        code = int(HANDLERS[args.command](args, held or out, run))
         if held is not None and code != ExitCode.OK:
             out.write(held.getvalue())  # -q: the summary only when the command failed
         return code
     except S3SegError as exc:
         _stderr(f"s3seg: error: {exc}")
         logging.getLogger("s3seg").debug("error detail", exc_info=True)
-        return int(exc.exit_code)
+        code, run.error = int(exc.exit_code), str(exc)
+        return code
     except KeyboardInterrupt:
         _stderr("s3seg: interrupted; re-run the same command to resume")
-        return 128 + received[0] if received else int(ExitCode.INTERRUPTED)
+        code = 128 + received[0] if received else int(ExitCode.INTERRUPTED)
+        run.error = "interrupted"
+        return code
     finally:
+        if args.command in LOGGED:
+            try:
+                _record(run, code)
+            except (OSError, ValueError, TypeError, KeyError) as exc:  # monitoring never changes the exit code
+                _stderr(f"s3seg: warning: could not write the run record: {exc}")
         _flush(out)  # a closed pipe shows here for short outputs: dropped, not a traceback at exit
 
 
-# -- verify / report / plan pictures (kept together so they merge beside other CLI changes) ----------------------
-def _add_audit_parsers(sub: Any) -> None:
-    plan_p = sub.choices["plan"]
-    plan_p.add_argument("--heatmap", action="store_true", help="print a day x hour heatmap of the planned moves")
-    plan_p.add_argument("--report", metavar="HTML", help="write a self-contained HTML review page of the plan here")
-    for name, func in (("verify", commands.verify), ("report", _report_doc)):
-        doc = (func.__doc__ or "").strip().splitlines()[0].replace("``", "")
-        p = sub.add_parser(name, help=doc, description=doc)
-        p.add_argument("manifest", help="manifest written by `s3seg plan`")
-        p.add_argument("--journal", help="journal path (default: MANIFEST.journal, if it exists)")
-        p.add_argument("-v", "--verbose", action="store_true", help="detailed log on stderr")
-        p.add_argument("--log-file", help="also write the log here")
-        if name == "verify":
-            p.add_argument("--json", action="store_true", help="print the result as JSON (every discrepancy)")
-            p.add_argument("--samples", type=int, default=10, help="sample keys per category (default 10)")
-            p.add_argument(
-                "--max-items",
-                type=int,
-                default=100_000,
-                help="discrepancies listed in --json before the list is cut (default 100000)",
-            )
-            _target_flags(p)
-        else:
-            p.add_argument(
-                "-o", "--output", metavar="HTML", help="write the HTML page here (default: print the heatmap)"
-            )
+def _record(run: Run, code: int) -> None:
+    """The run record: one JSON line in the log (every run, for log-based monitoring) and, with
+    ``--metrics-file`` / ``<metrics_file>``, the Prometheus textfile. Neither can change the exit code."""
+    record = monitoring.run_record(
+        run.command, code, started=run.started, ended=time.time(),
+        plan=plan_summary(run.plan) if run.plan is not None else None,
+        moves=exec_summary(run.result) if run.result is not None and not run.result.dry_run else None,
+        error=run.error,
+    )  # fmt: skip
+    log.info("run record: %s", json.dumps(record, separators=(",", ":"), ensure_ascii=False))
+    if run.metrics_file:
+        path = os.path.expanduser(run.metrics_file)
+        text = monitoring.prometheus_text(record, last_success=monitoring.last_success(path, run.command))
+        try:
+            monitoring.write_textfile(path, text)
+        except OSError as exc:
+            why = f"cannot write the metrics file {show_path(path)}: {os_reason(exc, path)}"
+            _stderr(f"s3seg: warning: {why}")
+            log.warning("%s", why)
 
 
-def _add_prune_parser(sub: Any) -> None:
-    doc = "Remove the manifests and journals of finished runs older than a given age from a state_dir."
-    p = sub.add_parser("prune", help=doc, description=doc + " Unfinished runs are never removed.")
-    p.add_argument("--state-dir", required=True, help="the directory (the config's state_dir)")
-    p.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h (last modification)")
-    p.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
-    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing unless it fails")
-
-
-def _run_prune(args: argparse.Namespace, out: TextIO) -> int:
-    from s3seg import prune
-
-    try:
-        age = config_mod.parse_duration(args.older_than)
-    except ValueError as exc:
-        raise UsageError(f"--older-than {exc}") from None
-    report = prune.prune(args.state_dir, age, dry_run=args.dry_run)
-    if args.json:
-        _print(out, json.dumps({"removed": report.removed, "kept": report.kept, "dry_run": args.dry_run}, indent=2))
-        return ExitCode.OK
-    verb = "would remove" if args.dry_run else "removed"
-    for path in report.removed:
-        _print(out, f"{verb} {path}")
-    for path, why in report.kept.items():
-        _print(out, f"kept {path}: {why}")
-    _print(out, f"prune: {verb} {len(report.removed)} finished runs, kept {len(report.kept)} old unfinished ones")
-    return ExitCode.OK
-
-
-def _report_doc() -> None:
-    """Review a manifest (and, after apply, its outcomes) as a heatmap or a self-contained HTML page."""
-
-
-def _run_audit(args: argparse.Namespace, out: TextIO) -> ExitCode:
-    setup_logging(args.log_file, args.verbose)
-    if args.command == "verify":
-        from s3seg import verify as verify_mod
-
-        if args.samples < 0 or args.max_items < 0:
-            raise UsageError("--samples and --max-items must be 0 or more")
-        result = commands.verify(
-            args.manifest, journal=args.journal, target=_target(args), samples=args.samples, max_items=args.max_items
-        )
-        if args.json:
-            _print(out, json.dumps(verify_mod.summary(result), indent=2, ensure_ascii=False))
-        else:
-            for line in verify_mod.render(result):
-                _print(out, line)
-        return ExitCode.OK if result.ok else ExitCode.ITEMS_FAILED
-    import os
-
-    from s3seg import report as report_mod
-    from s3seg.journal import journal_path_for
-
-    if args.journal is not None and not os.path.exists(args.journal):
-        raise UsageError(f"journal {args.journal} does not exist")
-    pic = report_mod.collect(args.manifest, args.journal or journal_path_for(args.manifest))
-    if args.output:
-        _write_report(pic, args.output, out)
-    else:
-        for line in report_mod.heatmap_text(pic, unicode=_unicode_ok(out)):
-            _print(out, line)
-        for label, n in sorted(pic.statuses.items()):
-            _print(out, f"  {label:<28} {n}")
-    return ExitCode.OK
-
-
+# -- plan pictures ---------------------------------------------------------------------------------------------
 def _plan_pictures(args: argparse.Namespace, manifest_path: str, out: TextIO) -> None:
     if not (args.heatmap or args.report):
         return

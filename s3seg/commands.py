@@ -1,7 +1,11 @@
-"""The Python API: one function per verb (plan, apply, rollback, status, run). The CLI is derived from these.
+"""The Python API: one function per verb (plan, apply, rollback, status, run, verify). The CLI is derived from
+these.
 
 Each verb validates everything it can before any S3 client exists (config, manifest, journal, lock), so bad
-input fails with a clear error and no S3 request.
+input fails with a clear error and no S3 request. Settings come from ``config.Settings`` only: ``plan`` and
+``run`` take them loaded, the others read them back from the manifest header (``Settings.from_header``), so
+a default is written in one place. Progress reaches the caller through ``ExecHooks`` callbacks; each finished
+move is one log line (``_LoggedJournal``).
 
 Must not: print, parse argv, or call ``sys.exit`` (``cli`` owns user output and exit codes).
 """
@@ -13,10 +17,10 @@ import dataclasses
 import logging
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from s3seg import inventory as _inventory
 from s3seg import verify as _verify
@@ -39,8 +43,6 @@ from s3seg.moves import Options, Task
 from s3seg.planner import PlanReport
 from s3seg.planner import plan as _plan
 from s3seg.storage import (
-    CONNECT_TIMEOUT,
-    READ_TIMEOUT,
     Capabilities,
     ClientSpec,
     Storage,
@@ -51,6 +53,15 @@ from s3seg.storage import (
 from s3seg.worker import WorkerConfig
 
 log = logging.getLogger(__name__)
+
+# Callbacks the CLI passes for its progress display (commands itself never prints).
+OnStart = Callable[[int], None]  # the number of moves this run will attempt, once known
+OnProgress = Callable[[int], None]  # that many more moves finished
+OnPhase = Callable[[str], None]  # what the run is doing before (and between) its batches, in a few words
+
+
+def _nothing(_: Any) -> None:
+    pass
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,22 +117,32 @@ def resolve_endpoint(
     return configured_endpoint(ClientSpec(endpoint_url=explicit or configured or None, profile=profile, region=region))
 
 
-def client_spec(settings: dict[str, Any], target: Target, *, threads: int = 10) -> ClientSpec:
-    region = target.region or settings.get("region")
-    profile = target.profile or settings.get("profile")
+def client_spec(settings: Settings | Mapping[str, Any], target: Target, *, threads: int = 10) -> ClientSpec:
+    """How to build S3 clients for these settings (a mapping is a manifest header's config, read back through
+    ``Settings.from_header``: its defaults are ``Settings``' own)."""
+    if not isinstance(settings, Settings):
+        settings = Settings.from_header(settings)
+    region = target.region or settings.region
+    profile = target.profile or settings.profile
     return ClientSpec(
-        endpoint_url=resolve_endpoint(
-            target.endpoint_url, settings.get("endpoint_url"), profile=profile, region=region
-        ),
+        endpoint_url=resolve_endpoint(target.endpoint_url, settings.endpoint_url, profile=profile, region=region),
         region=region,
         profile=profile,
         max_pool_connections=max(threads + 2, 10),
-        max_attempts=int(settings.get("max_attempts", 8)),
-        retry_mode=str(settings.get("retry_mode", "standard")),
-        connect_timeout=float(settings.get("connect_timeout", CONNECT_TIMEOUT)),
-        read_timeout=float(settings.get("read_timeout", READ_TIMEOUT)),
+        max_attempts=settings.max_attempts,
+        retry_mode=settings.retry_mode,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
         lean_http=target.lean_http,
     )
+
+
+def header_settings(info: ManifestInfo, manifest: str) -> Settings:
+    """The settings a manifest was planned with (its header's config), typed; a bad one is refused (exit 3)."""
+    try:
+        return Settings.from_header(info.header.get("config"))
+    except ValueError as exc:
+        raise ManifestError(manifest, 1, str(exc)) from None
 
 
 # -- plan ---------------------------------------------------------------------------------------------------
@@ -142,7 +163,8 @@ def plan(
     """
     if inventory:
         _inventory.parse_url(inventory)  # a malformed URL fails before any S3 client exists
-    spec = client_spec(settings.to_dict(), target, threads=settings.list_workers)
+    settings = settings.resolved()  # the header records absolute paths: apply logs where plan did
+    spec = client_spec(settings, target, threads=settings.list_workers)
     storage = Storage(make_client(spec))
     listing = None
     # A plan only reads: any S3 error here (no bucket, access denied, bad credentials, unreachable) happened
@@ -205,14 +227,14 @@ def _check_target(info: ManifestInfo, manifest: str, target: Target) -> str | No
     AWS config file (``AWS_ENDPOINT_URL[_S3]``, the profile's ``endpoint_url`` / ``services``). Nothing
     pointing anywhere means the recorded endpoint is used; clients are then built with it explicitly."""
     planned = info.header.get("endpoint") or None
-    config: dict[str, Any] = info.header.get("config") or {}
-    profile = target.profile or config.get("profile")
+    config = header_settings(info, manifest)
+    profile = target.profile or config.profile
     if target.endpoint_url:
         asked: str | None = target.endpoint_url
         source = "--endpoint-url"
     else:
         try:
-            asked = configured_endpoint(ClientSpec(profile=profile, region=target.region or config.get("region")))
+            asked = configured_endpoint(ClientSpec(profile=profile, region=target.region or config.region))
         except StorageError as err:
             raise StoreRefusedError(err, "could not resolve the S3 endpoint") from None
         source = "the environment / AWS config file (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or endpoint_url in " + (
@@ -284,26 +306,37 @@ def _capabilities(storage: Storage, bucket: str, mode: str) -> Capabilities:
         return Capabilities.none()
 
 
+class ExecHooks(TypedDict, total=False):
+    """The keyword arguments of ``apply`` and ``rollback`` (and ``execute_manifest``) beside the manifest,
+    ``opts`` and ``target``: progress callbacks, a backend to run batches on instead of the one ``opts`` asks for
+    (tests, embedding), and a lease the caller already holds (``run``: plan and apply under one lease)."""
+
+    on_start: OnStart
+    on_progress: OnProgress
+    on_phase: OnPhase
+    backend: Backend | None
+    lease: Lease | None
+
+
 def execute_manifest(
     direction: str,
     manifest_path: str,
     opts: ExecOptions = ExecOptions(),
     target: Target = Target(),
-    *,
-    on_start: Callable[[int], None] = lambda n: None,
-    on_progress: Callable[[int], None] = lambda n: None,
-    backend: Backend | None = None,
-    lease: Lease | None = None,
+    **hooks: Unpack[ExecHooks],
 ) -> ExecResult:
-    """Apply (or roll back) a manifest, resuming from its journal. See ``apply`` and ``rollback``.
+    """Apply (or roll back) a manifest, resuming from its journal. See ``apply`` and ``rollback``; ``hooks``
+    are ``ExecHooks``.
 
     Before any mutation the run takes the lease of every bucket the manifest touches (``s3seg.lease``), unless
     the caller already holds ``lease`` over them (``run``: plan and apply under one lease).
     """
+    on_start, on_progress = hooks.get("on_start", _nothing), hooks.get("on_progress", _nothing)
+    on_phase, backend, lease = hooks.get("on_phase", _nothing), hooks.get("backend"), hooks.get("lease")
     manifest = Manifest(manifest_path)
     info = manifest.verify()
     endpoint = _check_target(info, manifest_path, target)
-    config: dict[str, Any] = info.header.get("config") or {}
+    config = dataclasses.replace(header_settings(info, manifest_path), endpoint_url=endpoint)
     journal_path = opts.journal or journal_path_for(manifest_path)
     name = os.path.basename(manifest_path)
 
@@ -312,32 +345,35 @@ def execute_manifest(
     if backend is None:
         _check_executor(opts)  # before the journal or any S3 client
 
-    with Journal(journal_path, manifest_sha256=info.sha256, manifest_name=name, entries=info.entries) as journal:
+    with _LoggedJournal(journal_path, manifest_sha256=info.sha256, manifest_name=name, entries=info.entries) as journal:
         todo = _count_todo(journal.state, direction)
         result = ExecResult(direction, manifest_path, journal_path, info.entries, todo, RunReport(direction))
         on_start(todo)
         if todo:
-            threads = opts.threads or int(config.get("n_workers", 256))
-            processes = opts.processes if opts.processes is not None else int(config.get("processes", 1))
-            spec = client_spec({**config, "endpoint_url": endpoint}, target, threads=threads)
-            mode = opts.conditional_writes or str(config.get("conditional_writes", "auto"))
+            threads = opts.threads or config.n_workers
+            processes = opts.processes if opts.processes is not None else config.processes
+            spec = client_spec(config, target, threads=threads)
+            mode = opts.conditional_writes or config.conditional_writes
             storage = make_storage(spec, make_client(spec))
             buckets = buckets_of(info.buckets)  # collected by verify(): no second pass over the manifest
             with contextlib.ExitStack() as stack:
                 if lease is None or not set(buckets) <= set(lease.buckets):
+                    _phase(on_phase, f"checking the store ({spec.endpoint_url or 'AWS S3'}, bucket {buckets[0]})")
                     try:
                         preflight(spec, buckets[0])
                     except StorageError as err:
                         raise StoreRefusedError(err, f"{direction} stopped before any move") from None
-                    retries = int(config.get("item_retries", 5))
-                    lease = stack.enter_context(_lease(storage, buckets, direction, manifest_path, opts, spec, retries))
+                    _phase(on_phase, f"taking the lease on {', '.join(buckets)}")
+                    lease = stack.enter_context(
+                        _lease(storage, buckets, direction, manifest_path, opts, spec, config.item_retries)
+                    )
                 probe_bucket = next(_buckets(manifest, direction))
+                if mode == "auto":
+                    _phase(on_phase, f"probing conditional-write support in bucket {probe_bucket}")
                 caps = _capabilities(storage, probe_bucket, mode)
                 result.mode = caps.describe()
-                _execute_under_lease(
-                    result, journal, manifest, direction, opts, spec, caps, config, threads, processes, backend,
-                    on_progress, lease,
-                )  # fmt: skip
+                run = _Run(result, journal, manifest, direction, opts, spec, caps, config, threads, processes)
+                _execute_under_lease(run, backend, on_progress, on_phase, lease)
         result.totals = {s.label: n for s, n in journal.state.counts().items()}
     return result
 
@@ -356,66 +392,119 @@ def _lease(
     return Lease(storage, buckets, holder, scope=spec.endpoint_url or "aws", wait=opts.lock_wait, retries=retries)
 
 
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """One apply or rollback with the probe done: what the pipeline needs, resolved."""
+
+    result: ExecResult
+    journal: _LoggedJournal
+    manifest: Manifest
+    direction: str
+    opts: ExecOptions
+    spec: ClientSpec
+    caps: Capabilities
+    config: Settings  # the manifest's, with its recorded endpoint
+    threads: int
+    processes: int
+
+
 def _execute_under_lease(
-    result: ExecResult,
-    journal: Journal,
-    manifest: Manifest,
-    direction: str,
-    opts: ExecOptions,
-    spec: ClientSpec,
-    caps: Capabilities,
-    config: dict[str, Any],
-    threads: int,
-    processes: int,
-    backend: Backend | None,
-    on_progress: Callable[[int], None],
-    lease: Lease,
+    run: _Run, backend: Backend | None, on_progress: OnProgress, on_phase: OnPhase, lease: Lease
 ) -> None:
     """Probe done and lease held: build the workers' config and run the pipeline."""
-    name = os.path.basename(manifest.path)
-    log.info("%s %s: %d of %d moves to do; %s", direction, name, result.todo, result.entries, result.mode)
+    result, config, opts = run.result, run.config, run.opts
+    name = os.path.basename(run.manifest.path)
+    log.info("%s %s: %d of %d moves to do; %s", run.direction, name, result.todo, result.entries, result.mode)
     cfg = WorkerConfig(
-        spec=spec,
-        threads=threads,
-        **_concurrency(opts, config, processes),
+        spec=run.spec,
+        threads=run.threads,
+        **_concurrency(opts, config, run.processes),
         options=Options(
-            caps=caps,
-            multipart_threshold=int(config.get("multipart_threshold", 5 * 1024**3)),
-            multipart_chunksize=int(config.get("multipart_chunksize", 512 * 1024**2)),
-            preserve_encryption=config.get("copy_encryption") == "preserve",
-            item_retries=int(config.get("item_retries", 5)),
+            caps=run.caps,
+            multipart_threshold=config.multipart_threshold,
+            multipart_chunksize=config.multipart_chunksize,
+            preserve_encryption=config.copy_encryption == "preserve",
+            item_retries=config.item_retries,
         ),
     )
     own_backend = backend is None
     if backend is None:
-        backend = _make_backend(opts, processes)
-    pending = _pending_apply if direction == APPLY else _pending_rollback
+        where = "this process" if run.processes == 0 and opts.executor != "dask" else f"{run.processes} processes"
+        _phase(on_phase, f"starting workers ({opts.executor}, {where}, up to {run.threads} requests each)")
+        backend = _make_backend(opts, run.processes)
+    pending = _pending_apply if run.direction == APPLY else _pending_rollback
     try:
+        _phase(on_phase, f"{run.direction}: the first batch is in flight")
         result.report = execute(
-            journal,
-            direction,
-            pending(manifest, journal.state),
+            run.journal,
+            run.direction,
+            run.journal.watch(pending(run.manifest, run.journal.state)),
             backend,
             cfg,
-            batch_size=opts.batch_size or int(config.get("batch_size", 500)),
+            batch_size=opts.batch_size or config.batch_size,
             on_progress=on_progress,
             guard=lease.guard,
-            breaker=int(config.get("circuit_breaker", 100)),
+            breaker=config.circuit_breaker,
         )
     finally:
         if own_backend:
             backend.shutdown(cancel=True)
 
 
-def _concurrency(opts: ExecOptions, config: dict[str, Any], processes: int) -> dict[str, Any]:
+def _phase(on_phase: OnPhase, text: str) -> None:
+    log.info("%s", text)
+    on_phase(text)
+
+
+class _LoggedJournal(Journal):
+    """The journal, plus one log line per finished move: DEBUG for a move done, WARNING for a conflict or a
+    skip, ERROR for a failure. The keys come from the tasks as the pipeline takes them (``watch``), so only
+    the moves in flight are remembered."""
+
+    def __init__(self, path: str, *, manifest_sha256: str, manifest_name: str, entries: int) -> None:
+        super().__init__(path, manifest_sha256=manifest_sha256, manifest_name=manifest_name, entries=entries)
+        self._in_flight: dict[int, str] = {}
+
+    def __enter__(self) -> _LoggedJournal:
+        return self
+
+    def watch(self, tasks: Iterator[Task]) -> Iterator[Task]:
+        for t in tasks:
+            self._in_flight[t.id] = f"s3://{t.src_bucket}/{t.src_key} -> s3://{t.dst_bucket}/{t.dst_key}"
+            yield t
+
+    def outcome(self, direction: str, status: Status, ids: list[int], code: str = "", msg: str = "") -> None:
+        super().outcome(direction, status, ids, code, msg)
+        level = _OUTCOME_LEVELS.get(status, logging.DEBUG)
+        code = "" if code == "-" else code  # the executor's placeholder when only a detail is known
+        why = f": {code} {msg}".rstrip().replace(":  ", ": ") if code or msg else ""
+        for i in ids:
+            keys = self._in_flight.pop(i, "")
+            if log.isEnabledFor(level):
+                log.log(level, "%s move %d %s: %s%s", direction, i, keys, status.label, why, extra=PER_OBJECT)
+
+
+# Marks the per-move log records: the log file gets them, stderr only with -v (the summary lists failures).
+PER_OBJECT = {"s3seg_per_object": True}
+_OUTCOME_LEVELS: dict[Status, int] = {
+    **{s: logging.WARNING for s in APPLY_CONFLICTS | {Status.SKIPPED_ARCHIVED}},
+    **{s: logging.WARNING for s in (Status.R_CONFLICT_DEST_MODIFIED, Status.R_CONFLICT_SOURCE_RECREATED)},
+    **{
+        s: logging.ERROR
+        for s in APPLY_FAILURES - {Status.SKIPPED_ARCHIVED} | {Status.R_FAILED, Status.R_FAILED_MISSING}
+    },
+}
+
+
+def _concurrency(opts: ExecOptions, config: Settings, processes: int) -> dict[str, Any]:
     """WorkerConfig's concurrency fields: adaptive or fixed, and each process's share of the rate cap.
 
     Processes share no memory, so a run-wide rate is enforced as rate / processes in each of them.
     """
-    mode = opts.concurrency or str(config.get("concurrency") or "adaptive")
+    mode = opts.concurrency or config.concurrency or "adaptive"
     if mode not in ("adaptive", "fixed"):
         raise UsageError(f"unknown concurrency {mode!r}: choose adaptive or fixed")
-    rate = opts.max_requests_per_second or float(config.get("max_requests_per_second") or 0.0)
+    rate = opts.max_requests_per_second or config.max_requests_per_second
     return {"adaptive": mode == "adaptive", "max_requests_per_second": rate / max(1, processes)}
 
 
@@ -463,14 +552,18 @@ def _dry_run(direction: str, manifest: Manifest, info: ManifestInfo, journal_pat
     return res
 
 
-def apply(manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **kw: Any) -> ExecResult:
+def apply(
+    manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **hooks: Unpack[ExecHooks]
+) -> ExecResult:
     """Execute a manifest's moves, resuming from its journal; never redoes or loses work."""
-    return execute_manifest(APPLY, manifest_path, opts, target, **kw)
+    return execute_manifest(APPLY, manifest_path, opts, target, **hooks)
 
 
-def rollback(manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **kw: Any) -> ExecResult:
+def rollback(
+    manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **hooks: Unpack[ExecHooks]
+) -> ExecResult:
     """Undo what the manifest's journal says apply did, leaving everything else untouched."""
-    return execute_manifest(ROLLBACK, manifest_path, opts, target, **kw)
+    return execute_manifest(ROLLBACK, manifest_path, opts, target, **hooks)
 
 
 # -- status ---------------------------------------------------------------------------------------------------
@@ -583,8 +676,9 @@ def run(
     output: str | None = None,
     opts: ExecOptions = ExecOptions(),
     target: Target = Target(),
-    on_start: Callable[[int], None] = lambda n: None,
-    on_progress: Callable[[int], None] = lambda n: None,
+    on_start: OnStart = _nothing,
+    on_progress: OnProgress = _nothing,
+    on_phase: OnPhase = _nothing,
     inventory: str | None = None,
 ) -> tuple[PlanReport, ExecResult]:
     """Plan then apply in one go (the original tool's cron usage). Keeps manifest and journal for resume."""
@@ -595,22 +689,25 @@ def run(
         report = plan(
             settings, path, now=now, override=override, unlimited=unlimited, target=target, inventory=inventory
         )
-        return report, apply(path, opts, target, on_start=on_start, on_progress=on_progress)
+        return report, apply(path, opts, target, on_start=on_start, on_progress=on_progress, on_phase=on_phase)
     # One lease over plan and apply: no other run can change these buckets between the listing and the moves.
-    spec = client_spec(settings.to_dict(), target)
+    spec = client_spec(settings, target)
     buckets = sorted({settings.source.bucket, settings.segregated.bucket, settings.error.bucket})
+    _phase(on_phase, f"checking the store ({spec.endpoint_url or 'AWS S3'}, {settings.source.url})")
     try:
         preflight(spec, settings.source.bucket, settings.source.prefix)
     except StorageError as err:
         raise StoreRefusedError(err, f"run of {settings.source.url} stopped before the plan") from None
     storage = make_storage(spec, make_client(spec))
+    _phase(on_phase, f"taking the lease on {', '.join(buckets)}")
     with _lease(storage, buckets, "run", path, opts, spec, settings.item_retries) as lease:
+        _phase(on_phase, f"planning: listing {settings.source.url}")
         report = plan(
             settings, path, now=now, override=override, unlimited=unlimited, target=target, inventory=inventory
         )
         if not report.planned and output is None:
             return report, _nothing_planned(path)
-        result = apply(path, opts, target, on_start=on_start, on_progress=on_progress, lease=lease)
+        result = apply(path, opts, target, on_start=on_start, on_progress=on_progress, on_phase=on_phase, lease=lease)
     return report, result
 
 
@@ -640,15 +737,15 @@ def verify(
     manifest = Manifest(manifest_path)
     info = manifest.info  # verified once, and cached for the audit
     endpoint = _check_target(info, manifest_path, target)
-    config: dict[str, Any] = info.header.get("config") or {}
+    config = dataclasses.replace(header_settings(info, manifest_path), endpoint_url=endpoint)
     journal_path = journal or journal_path_for(manifest_path)
     etags = None
     if os.path.exists(journal_path):
         etags = _verify.accepted_etags(journal_path, manifest_sha256=info.sha256, entries=info.entries)
     elif journal is not None:
         raise UsageError(f"journal {journal} does not exist")
-    workers = int(config.get("list_workers", 1))
-    spec = client_spec({**config, "endpoint_url": endpoint}, target, threads=workers)
+    workers = config.list_workers
+    spec = client_spec(config, target, threads=workers)
     storage = Storage(make_client(spec))  # listing only: botocore, as plan lists
     return _verify.audit(
         storage, manifest, etags=etags, journal=journal_path if etags is not None else None,

@@ -32,8 +32,8 @@ import importlib.resources
 import os
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -102,6 +102,7 @@ class Settings:
     state_dir: str = "."  # where `s3seg run` keeps its manifests and journals
     concurrency: str = "adaptive"  # adaptive (n_workers is an upper bound) | fixed (exactly n_workers threads)
     max_requests_per_second: float = 0.0  # cap on the whole run's request rate, shared by its processes (0: none)
+    metrics_file: str | None = None  # a Prometheus textfile written after each run (node_exporter's collector)
 
     @property
     def pattern(self) -> re.Pattern[str] | None:
@@ -110,6 +111,97 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain JSON-able data (for the manifest header)."""
         return asdict(self)
+
+    def resolved(self) -> Settings:
+        """The paths a later run must find again made absolute, once, against the current directory (the
+        directory ``plan`` or ``run`` starts in, as the original tool did): the manifest header records these,
+        so ``apply`` and ``rollback`` started from another directory log to the same file."""
+        changes: dict[str, Any] = {
+            name: _absolute(value)
+            for name in ("log_file", "metrics_file")
+            if (value := getattr(self, name)) and not os.path.isabs(os.path.expanduser(value))
+        }
+        return replace(self, **changes) if changes else self
+
+    @classmethod
+    def from_header(cls, data: Mapping[str, Any] | None) -> Settings:
+        """The config a manifest header recorded (``to_dict()`` at plan time), read back typed: the one way
+        ``apply``, ``rollback``, ``verify`` and ``report`` see a plan's settings.
+
+        A field the header lacks takes its default here (``Settings``' own, except ``LEGACY_HEADER_DEFAULTS``:
+        what manifests written before the field existed meant); unknown keys are ignored. The header is
+        covered by the manifest's digests, so a bad value means a manifest written by something else: raises
+        ``ValueError`` naming the field.
+        """
+        data = {} if data is None else data
+        if not isinstance(data, Mapping):
+            raise ValueError("the manifest header's config is not an object")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = data.get(f.name)
+            if raw is None:
+                if f.name in LEGACY_HEADER_DEFAULTS:
+                    values[f.name] = LEGACY_HEADER_DEFAULTS[f.name]
+                elif f.name in _REQUIRED_PLACEHOLDERS:  # partial headers (tools, tests) carry no rule
+                    values[f.name] = _REQUIRED_PLACEHOLDERS[f.name]
+                continue
+            try:
+                values[f.name] = _HEADER_TYPES[str(f.type)](raw)
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ValueError(f"the manifest header's config.{f.name} is not valid ({_show(repr(raw))})") from exc
+        return cls(**values)
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _location(raw: Any) -> S3Location:
+    if not isinstance(raw, Mapping):
+        raise TypeError("not an object")
+    return S3Location(bucket=str(raw["bucket"]), prefix=str(raw["prefix"]))
+
+
+def _strict(kind: type[Any]) -> Callable[[Any], Any]:
+    """JSON value -> ``kind``, refusing what a JSON writer of ``kind`` could not have written."""
+
+    def convert(raw: Any) -> Any:
+        if isinstance(raw, (dict, list)) or (isinstance(raw, bool) and kind is not bool):
+            raise TypeError(f"not a {kind.__name__}")
+        if kind is bool and not isinstance(raw, bool):
+            raise TypeError("not a boolean")
+        return kind(raw)
+
+    return convert
+
+
+# Settings' annotation -> how its JSON value is read back.
+_HEADER_TYPES: dict[str, Callable[[Any], Any]] = {
+    "str": _strict(str),
+    "str | None": _strict(str),
+    "int": _strict(int),
+    "float": _strict(float),
+    "bool": _strict(bool),
+    "S3Location": _location,
+    "tuple[str, ...]": lambda raw: (
+        tuple(_strict(str)(x) for x in raw) if isinstance(raw, (list, tuple)) else _fail(raw)
+    ),
+}
+
+
+def _fail(raw: Any) -> Any:
+    raise TypeError(f"unexpected {type(raw).__name__}")
+
+
+# What a manifest header without the field meant when it was written (before the field existed).
+LEGACY_HEADER_DEFAULTS: dict[str, Any] = {"processes": 1}
+_REQUIRED_PLACEHOLDERS: dict[str, Any] = {
+    "log_file": "",
+    "datetime_format": "",
+    "source": S3Location(bucket="", prefix=""),
+    "segregated": S3Location(bucket="", prefix=""),
+    "error": S3Location(bucket="", prefix=""),
+}
 
 
 # --- public helpers ----------------------------------------------------------------------------------------
@@ -264,17 +356,27 @@ def _log_file(text: str) -> str:
     """Checked for today's name; later days differ only in the file name if directives are in it."""
     _directives(text, STRFTIME_DIRECTIVES)
     path = resolve_log_file(text, datetime.now())
-    parent = os.path.dirname(path) or "."
-    if not os.path.isdir(parent):
-        raise ValueError(f"is in a directory that does not exist: {_show(parent)} (s3seg does not create it)")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"is in a directory this user cannot write to: {_show(parent)}")
+    _writable_parent(path)
     if os.path.lexists(path):
         if not os.path.isfile(path):
             raise ValueError(f"exists and is not a regular file: {_show(path)}")
         if not os.access(path, os.W_OK):
             raise ValueError(f"exists and this user cannot write to it: {_show(path)}")
     return text
+
+
+def _metrics_file(text: str) -> str:
+    """Written as a temporary file beside it, then renamed: the directory must exist and be writable."""
+    _writable_parent(os.path.expanduser(text))
+    return text
+
+
+def _writable_parent(path: str) -> None:
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        raise ValueError(f"is in a directory that does not exist: {_show(parent)} (s3seg does not create it)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"is in a directory this user cannot write to: {_show(parent)}")
 
 
 def _state_dir(text: str) -> str:
@@ -357,6 +459,7 @@ _PARAMETERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "state_dir": ("state_dir", _state_dir),
     "concurrency": ("concurrency", str),
     "max_requests_per_second": ("max_requests_per_second", float),
+    "metrics_file": ("metrics_file", _metrics_file),
 }
 
 

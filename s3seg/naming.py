@@ -82,7 +82,7 @@ INTERNAL_PREFIXES = (".s3seg-lease", ".s3seg-probe/")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Target:
+class Destination:
     """Where one source object goes."""
 
     bucket: str
@@ -233,7 +233,7 @@ def skip_reason(bucket: str, key: str, rule: Rule) -> Skip | None:
     return None
 
 
-def destination(key: str, rule: Rule) -> Target:
+def destination(key: str, rule: Rule) -> Destination:
     """Where ``key`` (a planned key under the source prefix) goes: date folder + its path relative to s3_dir."""
     relative = key[len(rule.source.prefix) :]
     if rule.pattern is None:
@@ -248,7 +248,7 @@ def destination(key: str, rule: Rule) -> Target:
         else:
             reason, detail = Reason.MATCHED, ""
     if date is None:
-        return Target(
+        return Destination(
             bucket=rule.error.bucket,
             key=rule.error.prefix + relative,
             folder=rule.error.prefix,
@@ -257,7 +257,7 @@ def destination(key: str, rule: Rule) -> Target:
             detail=detail,
         )
     folder = _expand(rule.segregated.prefix, date)
-    return Target(
+    return Destination(
         bucket=rule.segregated.bucket,
         key=folder + relative,
         folder=folder,

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from s3seg.config import Settings
+from s3seg.errors import ManifestError
 from s3seg.journal import JournalState, Status, replay
 from s3seg.manifest import Manifest
 from s3seg.naming import Reason, extract_date
@@ -82,13 +84,11 @@ class Picture:
 
 
 # -- collecting -------------------------------------------------------------------------------------------------
-def _date_rule(header: dict[str, Any]) -> tuple[re.Pattern[str] | None, str, datetime | None]:
-    config: dict[str, Any] = header.get("config") or {}
-    pattern = config.get("match_pattern")
+def _date_rule(header: dict[str, Any], config: Settings) -> tuple[re.Pattern[str] | None, str, datetime | None]:
     fallback = header.get("fallback_date")
     return (
-        re.compile(pattern) if pattern else None,
-        str(config.get("datetime_format", "")),
+        re.compile(config.match_pattern) if config.match_pattern else None,
+        config.datetime_format,
         datetime.fromisoformat(fallback) if fallback else None,
     )
 
@@ -103,8 +103,12 @@ def collect(manifest_path: str, journal_path: str | None = None, *, samples: int
         state, _ = replay(journal_path, manifest_sha256=info.sha256, entries=info.entries)
         pic.journal = journal_path
         pic.statuses = Counter({s.label: n for s, n in state.counts().items()})
-    pattern, fmt, fallback = _date_rule(info.header)
-    source_prefix = str(((info.header.get("config") or {}).get("source") or {}).get("prefix", ""))
+    try:
+        config = Settings.from_header(info.header.get("config"))
+    except ValueError as exc:
+        raise ManifestError(manifest_path, 1, str(exc)) from None
+    pattern, fmt, fallback = _date_rule(info.header, config)
+    source_prefix = config.source.prefix
     for m in manifest.moves():
         pic.reasons[m.reason] += 1
         when: datetime | None = None

@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from s3seg.config import Settings
 from s3seg.journal import expand_ids, replay
 from s3seg.listing import Lister, list_pages
 from s3seg.manifest import Manifest, Move, read_lines
@@ -168,13 +169,11 @@ def static_prefix(template: str) -> str:
 
 def prefixes_for(header: dict[str, Any]) -> dict[str, list[str]]:
     """bucket -> the minimal set of prefixes covering the source, segregated and error locations."""
-    config: dict[str, Any] = header.get("config") or {}
+    config = Settings.from_header(header.get("config"))
     wanted: dict[str, set[str]] = {}
-    for name, template in (("source", False), ("segregated", True), ("error", False)):
-        loc = config.get(name)
-        if isinstance(loc, dict) and loc.get("bucket"):
-            prefix = str(loc.get("prefix") or "")
-            wanted.setdefault(str(loc["bucket"]), set()).add(static_prefix(prefix) if template else prefix)
+    for loc, template in ((config.source, False), (config.segregated, True), (config.error, False)):
+        if loc.bucket:  # a partial header (no rule recorded) has no such location
+            wanted.setdefault(loc.bucket, set()).add(static_prefix(loc.prefix) if template else loc.prefix)
     return {bucket: minimal(prefixes) for bucket, prefixes in wanted.items()}
 
 

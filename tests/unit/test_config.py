@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lxml import etree
@@ -558,3 +559,41 @@ def test_child_elements_and_attributes_are_refused(tmp_path: Path) -> None:
     assert "must contain only text" in err.message
     err = rejected(write_config(tmp_path, extra='  <n_keys unit="keys">5</n_keys>\n'), EXTRA)
     assert "takes no attributes" in err.message
+
+
+# --- the manifest header's config, read back -----------------------------------------------------------------
+
+
+def test_settings_read_back_from_a_header_are_the_settings_planned(tmp_path: Path) -> None:
+    import json
+
+    settings = load(str(write_config(tmp_path, {"include": "*.ccn *.cdr", "min_age": "10m"})))
+    assert Settings.from_header(json.loads(json.dumps(settings.to_dict()))) == settings
+
+
+def test_a_header_without_a_field_means_its_default_and_processes_means_one() -> None:
+    """Manifests from before a field existed: Settings' default, except processes (recorded since it was
+    added; before that apply ran one process)."""
+    old = Settings.from_header({"n_workers": 16, "source": {"bucket": "b", "prefix": "in/"}})
+    assert (old.n_workers, old.processes, old.batch_size, old.connect_timeout) == (16, 1, 500, 5.0)
+    assert old.source == S3Location(bucket="b", prefix="in/")
+    assert Settings.from_header(None).error == S3Location(bucket="", prefix="")
+    assert Settings.from_header({"unknown_future_field": 1}).n_keys == 500
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"processes": "many"}, {"batch_size": [1]}, {"recursive": "yes"}, {"source": "s3://b/"}, {"include": "*"}, []],
+)
+def test_a_header_value_of_the_wrong_type_is_refused_naming_the_field(config: Any) -> None:
+    with pytest.raises(ValueError, match="manifest header's config"):
+        Settings.from_header(config)
+
+
+def test_relative_log_and_metrics_paths_are_made_absolute_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load(str(write_config(tmp_path, {"log_file": "logs-%Y.log", "metrics_file": "s3seg.prom"})))
+    assert settings.log_file == "logs-%Y.log"  # as written: the template
+    resolved = settings.resolved()
+    assert (resolved.log_file, resolved.metrics_file) == (f"{tmp_path}/logs-%Y.log", f"{tmp_path}/s3seg.prom")
+    assert resolved.resolved() == resolved

@@ -4,6 +4,7 @@ exists. Docs are README.md and docs/*.md; the config reference is docs/configura
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from pathlib import Path
 
@@ -127,3 +128,107 @@ def test_the_example_is_a_valid_config_in_every_element() -> None:
     """config.xml.example's elements are the XSD's own: it validates against the schema as it stands."""
     schema = etree.XMLSchema(etree.parse(str(ROOT / "s3seg" / "config.xsd")))
     assert schema.validate(etree.parse(str(ROOT / "config.xml.example"))), schema.error_log
+
+
+# -- defaults: one source (config.Settings), and the schema, the example and the reference table agree ----------
+# Reference-table words for "no value" (the element's Settings default is None, empty, or computed at load).
+NO_VALUE_WORDS = frozenset({"none", "AWS", "boto3 chain", "CPU count"})
+
+
+def _settings_default(element: str) -> object:
+    from s3seg import config
+
+    name = config._PARAMETERS[element][0]
+    f = config.Settings.__dataclass_fields__[name]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _as_value(element: str, text: str) -> object:
+    """A default as written in a doc, read the way the config file's text is read."""
+    from s3seg import config
+
+    return config._PARAMETERS[element][1](text)
+
+
+def _xsd_optional() -> dict[str, str | None]:
+    """Optional element -> its ``default="..."`` in config.xsd (None: it has none)."""
+    tree = etree.parse(str(ROOT / "s3seg" / "config.xsd"))
+    return {
+        str(e.get("name")): e.get("default")
+        for e in tree.iter(f"{XS}element")
+        if e.get("name") != "config" and e.get("minOccurs") == "0"
+    }
+
+
+def _table_defaults() -> dict[str, str]:
+    """element -> the default cell of docs/configuration.md's element table."""
+    lines = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| element | required | default |"))
+    found: dict[str, str] = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        found[cells[0].strip("`")] = cells[2]
+    return found
+
+
+def _example_defaults() -> dict[str, str]:
+    """element -> the word after "default" in the comment just before it in config.xml.example."""
+    found: dict[str, str] = {}
+    comment = ""
+    for node in etree.parse(str(ROOT / "config.xml.example")).getroot():
+        if isinstance(node, etree._Comment):
+            comment = node.text or ""
+        elif isinstance(node.tag, str):
+            m = re.search(r"\bdefault:?\s+(\S+)", comment)
+            if m:
+                found[str(node.tag)] = m.group(1).rstrip(",") if m.group(1) == "." else m.group(1).rstrip(",.")
+    return found
+
+
+def _first_word(cell: str) -> str:
+    return cell.split(" (")[0].strip("`")
+
+
+def test_every_schema_default_is_the_settings_default() -> None:
+    for element, default in _xsd_optional().items():
+        expected = _settings_default(element)
+        if default is None:
+            assert not expected or element == "processes", f"<{element}>: Settings default {expected!r}, no XSD one"
+        else:
+            assert _as_value(element, default) == expected, f"<{element}>: XSD {default!r}, Settings {expected!r}"
+
+
+def test_the_reference_table_gives_the_settings_defaults() -> None:
+    table = _table_defaults()
+    for element, default in _xsd_optional().items():
+        cell = table[element]
+        if default is None:
+            assert cell in NO_VALUE_WORDS, f"docs/configuration.md <{element}>: {cell!r}, the schema has no default"
+        else:
+            shown = _first_word(cell)
+            assert _as_value(element, shown) == _settings_default(element), f"<{element}>: table says {cell!r}"
+
+
+def test_the_example_gives_the_settings_defaults() -> None:
+    example = _example_defaults()
+    for element, default in _xsd_optional().items():
+        if default is not None:
+            assert element in example, f"config.xml.example: no 'default ...' in the comment before <{element}>"
+            shown = example[element]
+            assert _as_value(element, shown) == _settings_default(element), f"<{element}>: example says {shown!r}"
+
+
+def test_every_flag_row_names_commands_that_exist() -> None:
+    from s3seg import cli
+
+    assert tuple(cli.HANDLERS) == cli.COMMANDS
+    for flag in cli.FLAGS:
+        assert flag.commands and flag.commands <= set(cli.COMMANDS), flag.names
+    per_command: dict[str, set[str]] = {}
+    for flag in cli.FLAGS:
+        for command in flag.commands:
+            names = per_command.setdefault(command, set())
+            assert not names & set(flag.names), f"{flag.names} declared twice for {command}"
+            names.update(flag.names)
