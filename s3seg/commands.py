@@ -22,7 +22,7 @@ from s3seg import inventory as _inventory
 from s3seg import verify as _verify
 from s3seg.config import Settings
 from s3seg.errors import ManifestError, StorageError, StoreRefusedError, UsageError
-from s3seg.executor import APPLY, ROLLBACK, Backend, InlineBackend, ProcessBackend, RunReport, execute
+from s3seg.executor import Backend, InlineBackend, ProcessBackend, RunReport, execute
 from s3seg.journal import (
     APPLY_CONFLICTS,
     APPLY_DONE,
@@ -35,7 +35,7 @@ from s3seg.journal import (
 )
 from s3seg.lease import LEASE_KEY, Holder, Lease, buckets_of, default_ttl
 from s3seg.manifest import Manifest, ManifestInfo
-from s3seg.moves import Options, Task
+from s3seg.moves import Direction, Options, Task
 from s3seg.planner import PlanReport
 from s3seg.planner import plan as _plan
 from s3seg.storage import (
@@ -85,7 +85,7 @@ class ExecOptions:
 class ExecResult:
     """What apply or rollback did, plus the journal-wide picture after it."""
 
-    direction: str
+    direction: Direction
     manifest: str
     journal: str
     entries: int
@@ -257,8 +257,8 @@ def _pending_rollback(manifest: Manifest, state: JournalState) -> Iterator[Task]
 _INVERT = bytes([1, 0]) + bytes(254)
 
 
-def _count_todo(state: JournalState, direction: str) -> int:
-    if direction == APPLY:
+def _count_todo(state: JournalState, direction: Direction) -> int:
+    if direction == Direction.APPLY:
         return state.entries - state.mask(APPLY_DONE).count(1)
     return state.rollback_mask().count(1)
 
@@ -285,7 +285,7 @@ def _capabilities(storage: Storage, bucket: str, mode: str) -> Capabilities:
 
 
 def execute_manifest(
-    direction: str,
+    direction: Direction,
     manifest_path: str,
     opts: ExecOptions = ExecOptions(),
     target: Target = Target(),
@@ -300,6 +300,7 @@ def execute_manifest(
     Before any mutation the run takes the lease of every bucket the manifest touches (``s3seg.lease``), unless
     the caller already holds ``lease`` over them (``run``: plan and apply under one lease).
     """
+    direction = Direction(direction)  # "apply" and "rollback" as plain strings are accepted too
     manifest = Manifest(manifest_path)
     info = manifest.verify()
     endpoint = _check_target(info, manifest_path, target)
@@ -360,7 +361,7 @@ def _execute_under_lease(
     result: ExecResult,
     journal: Journal,
     manifest: Manifest,
-    direction: str,
+    direction: Direction,
     opts: ExecOptions,
     spec: ClientSpec,
     caps: Capabilities,
@@ -389,7 +390,7 @@ def _execute_under_lease(
     own_backend = backend is None
     if backend is None:
         backend = _make_backend(opts, processes)
-    pending = _pending_apply if direction == APPLY else _pending_rollback
+    pending = _pending_apply if direction == Direction.APPLY else _pending_rollback
     try:
         result.report = execute(
             journal,
@@ -438,23 +439,23 @@ def _make_backend(opts: ExecOptions, processes: int) -> Backend:
     return InlineBackend() if processes == 0 else ProcessBackend(processes, log_level=opts.log_level)
 
 
-def _buckets(manifest: Manifest, direction: str) -> Iterator[str]:
+def _buckets(manifest: Manifest, direction: Direction) -> Iterator[str]:
     """A bucket this run writes to (the probe's scratch space)."""
     for m in manifest.moves():
-        yield m.dst_bucket if direction == APPLY else m.src_bucket
+        yield m.dst_bucket if direction == Direction.APPLY else m.src_bucket
     raise UsageError("the manifest has no moves")
 
 
-def _dry_run(direction: str, manifest: Manifest, info: ManifestInfo, journal_path: str) -> ExecResult:
+def _dry_run(direction: Direction, manifest: Manifest, info: ManifestInfo, journal_path: str) -> ExecResult:
     """The one choke point for --dry-run: reads manifest and journal, sends nothing to S3."""
     if os.path.exists(journal_path):
         state, _ = replay(journal_path, manifest_sha256=info.sha256, entries=info.entries)
     else:
         state = JournalState(info.entries)
-    pending = _pending_apply if direction == APPLY else _pending_rollback
+    pending = _pending_apply if direction == Direction.APPLY else _pending_rollback
     lines = []
     for t in pending(manifest, state):
-        verb = "move" if direction == APPLY else "restore"
+        verb = "move" if direction == Direction.APPLY else "restore"
         lines.append(f"would {verb} s3://{t.src_bucket}/{t.src_key} -> s3://{t.dst_bucket}/{t.dst_key}")
     res = ExecResult(direction, manifest.path, journal_path, info.entries, len(lines), RunReport(direction))
     res.dry_run_lines = lines
@@ -465,12 +466,12 @@ def _dry_run(direction: str, manifest: Manifest, info: ManifestInfo, journal_pat
 
 def apply(manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **kw: Any) -> ExecResult:
     """Execute a manifest's moves, resuming from its journal; never redoes or loses work."""
-    return execute_manifest(APPLY, manifest_path, opts, target, **kw)
+    return execute_manifest(Direction.APPLY, manifest_path, opts, target, **kw)
 
 
 def rollback(manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **kw: Any) -> ExecResult:
     """Undo what the manifest's journal says apply did, leaving everything else untouched."""
-    return execute_manifest(ROLLBACK, manifest_path, opts, target, **kw)
+    return execute_manifest(Direction.ROLLBACK, manifest_path, opts, target, **kw)
 
 
 # -- status ---------------------------------------------------------------------------------------------------
@@ -619,7 +620,7 @@ def _nothing_planned(path: str) -> ExecResult:
     was ever opened), so a cron job every few minutes does not fill the directory."""
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-    return ExecResult(APPLY, path, journal_path_for(path), 0, 0, RunReport(APPLY))
+    return ExecResult(Direction.APPLY, path, journal_path_for(path), 0, 0, RunReport(Direction.APPLY))
 
 
 # -- verify / report -----------------------------------------------------------------------------------------
