@@ -11,11 +11,13 @@ between them: the ``copied`` record is durable before any delete of that batch i
                              existing destination: conditions the store enforces are sent, the others are
                              checked first with HEAD                                       (``_copy_attempt``)
                   2. prove   the destination holds the planned bytes: same ETag, or the store enforced the
-                             source condition, or a HEAD shows the source still is the planned version
+                             source condition on one CopyObject, or a HEAD shows the source still is the
+                             planned version; a copy of another version is taken back            (``_prove``)
                   -> COPIED | IDENTICAL_OURS | IDENTICAL_THEIRS                  (the source still needs deleting)
                    | ALREADY_DONE | DONE_ELSEWHERE | NOT_MOVED
                    | SOURCE_CHANGED | DEST_DIFFERS | MISSING | ARCHIVED | ERROR                          (final)
-    delete phase  3. delete  the sources of proven copies, conditioned on the planned ETag  (``delete_sources``)
+    delete phase  3. delete  the sources of proven copies, conditioned on the planned ETag (or checked with
+                             HEAD first where the store ignores that)                      (``delete_sources``)
                   -> DELETED | SOURCE_CHANGED | ERROR                                                     (final)
 
 Invariant: the source is deleted only after the destination is proven to hold the planned bytes, and only
