@@ -26,7 +26,7 @@ from s3seg import inventory as _inventory
 from s3seg import verify as _verify
 from s3seg.config import Settings
 from s3seg.errors import ManifestError, StorageError, StoreRefusedError, UsageError
-from s3seg.executor import APPLY, ROLLBACK, Backend, InlineBackend, ProcessBackend, RunReport, execute
+from s3seg.executor import Backend, InlineBackend, ProcessBackend, RunReport, execute
 from s3seg.journal import (
     APPLY_CONFLICTS,
     APPLY_DONE,
@@ -39,7 +39,7 @@ from s3seg.journal import (
 )
 from s3seg.lease import LEASE_KEY, Holder, Lease, buckets_of, default_ttl
 from s3seg.manifest import Manifest, ManifestInfo
-from s3seg.moves import Options, Task
+from s3seg.moves import Direction, Options, Task
 from s3seg.planner import PlanReport
 from s3seg.planner import plan as _plan
 from s3seg.storage import (
@@ -96,7 +96,7 @@ class ExecOptions:
 class ExecResult:
     """What apply or rollback did, plus the journal-wide picture after it."""
 
-    direction: str
+    direction: Direction
     manifest: str
     journal: str
     entries: int
@@ -279,8 +279,8 @@ def _pending_rollback(manifest: Manifest, state: JournalState) -> Iterator[Task]
 _INVERT = bytes([1, 0]) + bytes(254)
 
 
-def _count_todo(state: JournalState, direction: str) -> int:
-    if direction == APPLY:
+def _count_todo(state: JournalState, direction: Direction) -> int:
+    if direction == Direction.APPLY:
         return state.entries - state.mask(APPLY_DONE).count(1)
     return state.rollback_mask().count(1)
 
@@ -319,7 +319,7 @@ class ExecHooks(TypedDict, total=False):
 
 
 def execute_manifest(
-    direction: str,
+    direction: Direction,
     manifest_path: str,
     opts: ExecOptions = ExecOptions(),
     target: Target = Target(),
@@ -333,6 +333,7 @@ def execute_manifest(
     """
     on_start, on_progress = hooks.get("on_start", _nothing), hooks.get("on_progress", _nothing)
     on_phase, backend, lease = hooks.get("on_phase", _nothing), hooks.get("backend"), hooks.get("lease")
+    direction = Direction(direction)  # "apply" and "rollback" as plain strings are accepted too
     manifest = Manifest(manifest_path)
     info = manifest.verify()
     endpoint = _check_target(info, manifest_path, target)
@@ -399,7 +400,7 @@ class _Run:
     result: ExecResult
     journal: _LoggedJournal
     manifest: Manifest
-    direction: str
+    direction: Direction
     opts: ExecOptions
     spec: ClientSpec
     caps: Capabilities
@@ -432,7 +433,7 @@ def _execute_under_lease(
         where = "this process" if run.processes == 0 and opts.executor != "dask" else f"{run.processes} processes"
         _phase(on_phase, f"starting workers ({opts.executor}, {where}, up to {run.threads} requests each)")
         backend = _make_backend(opts, run.processes)
-    pending = _pending_apply if run.direction == APPLY else _pending_rollback
+    pending = _pending_apply if run.direction == Direction.APPLY else _pending_rollback
     try:
         _phase(on_phase, f"{run.direction}: the first batch is in flight")
         result.report = execute(
@@ -527,23 +528,23 @@ def _make_backend(opts: ExecOptions, processes: int) -> Backend:
     return InlineBackend() if processes == 0 else ProcessBackend(processes, log_level=opts.log_level)
 
 
-def _buckets(manifest: Manifest, direction: str) -> Iterator[str]:
+def _buckets(manifest: Manifest, direction: Direction) -> Iterator[str]:
     """A bucket this run writes to (the probe's scratch space)."""
     for m in manifest.moves():
-        yield m.dst_bucket if direction == APPLY else m.src_bucket
+        yield m.dst_bucket if direction == Direction.APPLY else m.src_bucket
     raise UsageError("the manifest has no moves")
 
 
-def _dry_run(direction: str, manifest: Manifest, info: ManifestInfo, journal_path: str) -> ExecResult:
+def _dry_run(direction: Direction, manifest: Manifest, info: ManifestInfo, journal_path: str) -> ExecResult:
     """The one choke point for --dry-run: reads manifest and journal, sends nothing to S3."""
     if os.path.exists(journal_path):
         state, _ = replay(journal_path, manifest_sha256=info.sha256, entries=info.entries)
     else:
         state = JournalState(info.entries)
-    pending = _pending_apply if direction == APPLY else _pending_rollback
+    pending = _pending_apply if direction == Direction.APPLY else _pending_rollback
     lines = []
     for t in pending(manifest, state):
-        verb = "move" if direction == APPLY else "restore"
+        verb = "move" if direction == Direction.APPLY else "restore"
         lines.append(f"would {verb} s3://{t.src_bucket}/{t.src_key} -> s3://{t.dst_bucket}/{t.dst_key}")
     res = ExecResult(direction, manifest.path, journal_path, info.entries, len(lines), RunReport(direction))
     res.dry_run_lines = lines
@@ -556,14 +557,14 @@ def apply(
     manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **hooks: Unpack[ExecHooks]
 ) -> ExecResult:
     """Execute a manifest's moves, resuming from its journal; never redoes or loses work."""
-    return execute_manifest(APPLY, manifest_path, opts, target, **hooks)
+    return execute_manifest(Direction.APPLY, manifest_path, opts, target, **hooks)
 
 
 def rollback(
     manifest_path: str, opts: ExecOptions = ExecOptions(), target: Target = Target(), **hooks: Unpack[ExecHooks]
 ) -> ExecResult:
     """Undo what the manifest's journal says apply did, leaving everything else untouched."""
-    return execute_manifest(ROLLBACK, manifest_path, opts, target, **hooks)
+    return execute_manifest(Direction.ROLLBACK, manifest_path, opts, target, **hooks)
 
 
 # -- status ---------------------------------------------------------------------------------------------------
@@ -716,7 +717,7 @@ def _nothing_planned(path: str) -> ExecResult:
     was ever opened), so a cron job every few minutes does not fill the directory."""
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-    return ExecResult(APPLY, path, journal_path_for(path), 0, 0, RunReport(APPLY))
+    return ExecResult(Direction.APPLY, path, journal_path_for(path), 0, 0, RunReport(Direction.APPLY))
 
 
 # -- verify / report -----------------------------------------------------------------------------------------

@@ -40,44 +40,10 @@ from typing import Any, Protocol
 from s3seg.crashpoints import crash_point
 from s3seg.errors import JournalError
 from s3seg.journal import Journal, Status
-from s3seg.moves import NEEDS_DELETE, Kind, Result, Task
+from s3seg.moves import NEEDS_DELETE, Direction, Kind, Result, Task, final_status
 from s3seg.worker import WorkerConfig, copy_batch, delete_batch, init_process, step_batch
 
 log = logging.getLogger(__name__)
-
-APPLY = "apply"
-ROLLBACK = "rollback"
-
-_APPLY_STATUS = {
-    Kind.ALREADY_DONE: Status.ALREADY_DONE,
-    Kind.DONE_ELSEWHERE: Status.DONE_ELSEWHERE,
-    Kind.NOT_MOVED: Status.FAILED_MISSING,  # apply never sends a task whose source is optional
-    Kind.SOURCE_CHANGED: Status.CONFLICT_SOURCE_CHANGED,
-    Kind.DEST_DIFFERS: Status.CONFLICT_DEST_DIFFERS,
-    Kind.MISSING: Status.FAILED_MISSING,
-    Kind.ARCHIVED: Status.SKIPPED_ARCHIVED,
-    Kind.ERROR: Status.FAILED,
-}
-_ROLLBACK_STATUS = {
-    Kind.ALREADY_DONE: Status.ROLLED_BACK,
-    Kind.DONE_ELSEWHERE: Status.ROLLED_BACK,
-    Kind.NOT_MOVED: Status.R_NOT_MOVED,  # the moved object is not at its destination and was never moved
-    Kind.SOURCE_CHANGED: Status.R_CONFLICT_DEST_MODIFIED,  # the moved object changed since the move
-    Kind.DEST_DIFFERS: Status.R_CONFLICT_SOURCE_RECREATED,  # a new object sits at the original key
-    Kind.MISSING: Status.R_FAILED_MISSING,
-    Kind.ARCHIVED: Status.R_FAILED,
-    Kind.ERROR: Status.R_FAILED,
-}
-
-
-def final_status(direction: str, kind: Kind, copied: Kind | None = None) -> Status:
-    """The journal status for a task's last protocol result (``copied``: its copy-phase kind, if any)."""
-    if kind is Kind.DELETED:
-        if direction == ROLLBACK:
-            return Status.ROLLED_BACK
-        return Status.DEDUPED if copied is Kind.IDENTICAL_THEIRS else Status.DONE
-    table = _ROLLBACK_STATUS if direction == ROLLBACK else _APPLY_STATUS
-    return table[kind]
 
 
 class Backend(Protocol):
@@ -186,7 +152,7 @@ class _ForwardToLogging(logging.Handler):
 class RunReport:
     """What one apply or rollback run did."""
 
-    direction: str
+    direction: Direction
     counts: Counter[Status] = field(default_factory=Counter)
     elapsed: float = 0.0
     interrupted: bool = False
@@ -331,7 +297,7 @@ class Pipeline:
     def __init__(
         self,
         journal: Journal,
-        direction: str,
+        direction: Direction,
         tasks: Iterable[Task],
         backend: Backend,
         cfg: WorkerConfig,
@@ -344,14 +310,14 @@ class Pipeline:
         breaker: int = 0,
     ) -> None:
         self.journal = journal
-        self.direction = direction
+        self.direction = Direction(direction)  # a plain "apply"/"rollback" from a caller is accepted
         self.backend = backend
         self.cfg = cfg
         self.on_progress = on_progress
         self.stop = stop
         self.guard = guard
         self.max_failures_listed = max_failures_listed
-        self.report = RunReport(direction)
+        self.report = RunReport(self.direction)
         self.breaker = CircuitBreaker(breaker)
         self.in_flight: dict[Future[Any], _InFlight] = {}
         self._keys: dict[int, str] = {}  # id -> s3://bucket/key of each task in flight (failure lines name it)
@@ -480,7 +446,7 @@ class Pipeline:
 
 def execute(
     journal: Journal,
-    direction: str,
+    direction: Direction,
     tasks: Iterable[Task],
     backend: Backend,
     cfg: WorkerConfig,

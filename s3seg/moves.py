@@ -1,22 +1,38 @@
 """The move protocol: relocate one object from ``src`` to ``dst`` without ever losing or clobbering bytes.
 
-One protocol serves both directions: apply runs it on the planned moves, rollback on their inverses
-(``dst`` -> ``src``). It is idempotent: every step first establishes the state it needs, so running it again
-after a crash, a lost response or a retry finishes the job instead of repeating it.
+One protocol serves both directions (``Direction``): apply runs it on the planned moves, rollback on their
+inverses (``dst`` -> ``src``). It is idempotent: every step first establishes the state it needs, so running it
+again after a crash, a lost response or a retry finishes the job instead of repeating it.
 
-The two phases, run by a worker over a batch (the executor journals between them)::
+The three steps of docs/safety.md, in two phases that a worker runs over a batch (the executor journals
+between them: the ``copied`` record is durable before any delete of that batch is sent)::
 
-    copy phase    -> COPIED | IDENTICAL_OURS | IDENTICAL_THEIRS     (the source still needs deleting)
+    copy phase    1. copy    CopyObject (or a multipart copy) on the planned source ETag, never over an
+                             existing destination: conditions the store enforces are sent, the others are
+                             checked first with HEAD                                       (``_copy_attempt``)
+                  2. prove   the destination holds the planned bytes: same ETag, or the store enforced the
+                             source condition on one CopyObject, or a HEAD shows the source still is the
+                             planned version; a copy of another version is taken back            (``_prove``)
+                  -> COPIED | IDENTICAL_OURS | IDENTICAL_THEIRS                  (the source still needs deleting)
                    | ALREADY_DONE | DONE_ELSEWHERE | NOT_MOVED
-                   | SOURCE_CHANGED | DEST_DIFFERS | MISSING | ARCHIVED | ERROR                   (final)
-    delete phase  -> DELETED | SOURCE_CHANGED | ERROR                                               (final)
+                   | SOURCE_CHANGED | DEST_DIFFERS | MISSING | ARCHIVED | ERROR                          (final)
+    delete phase  3. delete  the sources of proven copies, conditioned on the planned ETag (or checked with
+                             HEAD first where the store ignores that)                      (``delete_sources``)
+                  -> DELETED | SOURCE_CHANGED | ERROR                                                     (final)
 
 Invariant: the source is deleted only after the destination is proven to hold the planned bytes, and only
 if the source still is the planned version. A destination that exists with other bytes is never written.
 Conditions are enforced by the store where the probe showed it enforces them (race-free), and checked with
 HEAD otherwise (a short time-of-check window, documented in docs/safety.md).
 
-Must not: touch the journal, or catch botocore errors (``storage`` translates them).
+A refused condition (412) or a missing object (404) is never taken at face value: it may answer our own
+earlier request whose response was lost. ``classify`` looks at both ends instead, and ``Attempt`` and
+``Task.resumed`` say whether an identical destination may be our own copy.
+
+Each ``Kind`` is journaled as a ``Status`` of the run's direction (``final_status``, the tables below ``Kind``).
+
+Must not: write the journal, or catch botocore errors (``storage`` translates them). Depends on the
+``s3seg.store.Storage`` protocol, not on the boto3 implementation.
 """
 
 from __future__ import annotations
@@ -31,15 +47,9 @@ from typing import Any, Protocol, TypeVar
 
 from s3seg.crashpoints import crash_point
 from s3seg.errors import StorageError
-from s3seg.storage import (
-    ARCHIVED_CODES,
-    NOT_FOUND_CODES,
-    PRECONDITION_CODES,
-    Capabilities,
-    ObjectInfo,
-    Storage,
-    is_xml_safe,
-)
+from s3seg.journal import Status
+from s3seg.storage import ARCHIVED_CODES, NOT_FOUND_CODES, PRECONDITION_CODES, Capabilities, ObjectInfo, is_xml_safe
+from s3seg.store import Storage
 
 T = TypeVar("T")
 X = TypeVar("X")
@@ -52,8 +62,15 @@ class Mapper(Protocol):
     def __call__(self, fn: Callable[[X], Y], items: list[X], /) -> list[Y]: ...
 
 
+class Direction(enum.StrEnum):
+    """Which way a run moves objects: apply the manifest, or roll it back (the inverse moves)."""
+
+    APPLY = "apply"
+    ROLLBACK = "rollback"
+
+
 class Kind(enum.StrEnum):
-    """Direction-neutral result of a protocol step; the executor maps it to a journal ``Status``."""
+    """Direction-neutral result of a protocol step; ``final_status`` maps it to a journal ``Status``."""
 
     COPIED = "copied"  # we copied; destination proven to hold the planned bytes
     IDENTICAL_OURS = "identical-ours"  # destination already identical, from an earlier attempt of ours
@@ -69,7 +86,45 @@ class Kind(enum.StrEnum):
     DELETED = "deleted"  # delete phase: source deleted (or kept, for keep_source)
 
 
+# Copy-phase kinds whose source still needs deleting: the destination is proven to hold the planned bytes.
 NEEDS_DELETE = frozenset({Kind.COPIED, Kind.IDENTICAL_OURS, Kind.IDENTICAL_THEIRS})
+
+# The journal status of each final kind, per direction (DELETED, the one kind that depends on the copy phase's
+# kind, is settled in ``final_status``). Rollback runs the inverse move, so its "source" is the moved object at
+# the destination key and its "destination" the original key.
+APPLY_STATUS = {
+    Kind.ALREADY_DONE: Status.ALREADY_DONE,
+    Kind.DONE_ELSEWHERE: Status.DONE_ELSEWHERE,
+    Kind.NOT_MOVED: Status.FAILED_MISSING,  # apply never sends a task whose source is optional
+    Kind.SOURCE_CHANGED: Status.CONFLICT_SOURCE_CHANGED,
+    Kind.DEST_DIFFERS: Status.CONFLICT_DEST_DIFFERS,
+    Kind.MISSING: Status.FAILED_MISSING,
+    Kind.ARCHIVED: Status.SKIPPED_ARCHIVED,
+    Kind.ERROR: Status.FAILED,
+}
+ROLLBACK_STATUS = {
+    Kind.ALREADY_DONE: Status.ROLLED_BACK,
+    Kind.DONE_ELSEWHERE: Status.ROLLED_BACK,
+    Kind.NOT_MOVED: Status.R_NOT_MOVED,  # the moved object is not at its destination and was never moved
+    Kind.SOURCE_CHANGED: Status.R_CONFLICT_DEST_MODIFIED,  # the moved object changed since the move
+    Kind.DEST_DIFFERS: Status.R_CONFLICT_SOURCE_RECREATED,  # a new object sits at the original key
+    Kind.MISSING: Status.R_FAILED_MISSING,
+    Kind.ARCHIVED: Status.R_FAILED,
+    Kind.ERROR: Status.R_FAILED,
+}
+
+
+def final_status(direction: Direction, kind: Kind, copied: Kind | None = None) -> Status:
+    """The journal status for a task's last protocol result (``copied``: its copy-phase kind, if any).
+
+    A deleted source after a copy phase that found someone else's identical object is a dedup (rollback must
+    leave that object); any other deleted source is a move done (or, in rollback, undone).
+    """
+    if kind is Kind.DELETED:
+        if direction == Direction.ROLLBACK:
+            return Status.ROLLED_BACK
+        return Status.DEDUPED if copied is Kind.IDENTICAL_THEIRS else Status.DONE
+    return (ROLLBACK_STATUS if direction == Direction.ROLLBACK else APPLY_STATUS)[kind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +149,15 @@ class Task:
         # slotted dataclasses (a Python-level __setstate__ walking fields()) cost ~10% of a worker's CPU.
         return (Task, tuple(getattr(self, name) for name in self.__slots__))
 
+    def is_planned_version(self, info: ObjectInfo | None) -> bool:
+        """``info`` (a HEAD of the source) is the version this task may move."""
+        return info is not None and info.etag == self.etag
+
+    def holds_planned_bytes(self, info: ObjectInfo) -> bool:
+        """``info`` (a HEAD of the destination) proves the planned bytes: the size, and the planned ETag or one
+        the journal recorded for our own copy (``same_etags``)."""
+        return info.size == self.size and (info.etag == self.etag or info.etag in self.same_etags)
+
 
 @dataclass(frozen=True, slots=True)
 class Result:
@@ -116,11 +180,63 @@ class Options:
     multipart_chunksize: int = 512 * 1024**2
     preserve_encryption: bool = False
     item_retries: int = 5
-    delete_chunk: int = 250  # keys per DeleteObjects (chunks of a batch are sent in parallel)
+    delete_chunk: int = 250  # keys per DeleteObjects (at most 1,000; chunks of a batch are sent in parallel)
     backoff_base: float = 0.2
     backoff_cap: float = 20.0
 
 
+# -- the predicates the protocol rests on -------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of a task's copy step in this run (``number`` 0: the first; item-level retries count up)."""
+
+    number: int = 0
+
+    @property
+    def may_follow_one_of_ours(self) -> bool:
+        """An earlier try of ours in this run may have been applied with its answer lost (a transport error)."""
+        return self.number > 0
+
+    def answered_by(self, err: StorageError) -> Attempt:
+        """The try a refused condition answers. After a botocore retry (``err.retried``) one more request of
+        ours was sent, and the refusal may answer a repeat of our own first send, applied but unanswered."""
+        return Attempt(self.number + 1) if err.retried else self
+
+
+def dst_may_be_ours(task: Task, attempt: Attempt) -> bool:
+    """Whether an identical destination may be our own copy rather than someone else's object.
+
+    Ours if an earlier run of this manifest may have copied (the journal says so: ``Task.resumed``), or an
+    earlier try of this run may have (``Attempt.may_follow_one_of_ours``). Otherwise the object was there
+    before we came: a dedup, which rollback must leave in place.
+    """
+    return task.resumed or attempt.may_follow_one_of_ours
+
+
+def is_multipart(task: Task, opts: Options) -> bool:
+    """Copied part by part (UploadPartCopy) rather than with one CopyObject."""
+    return task.size > opts.multipart_threshold
+
+
+def head_source_first(task: Task, opts: Options) -> bool:
+    """Whether the copy step HEADs the source before copying.
+
+    Needed where the store would copy whatever version is there now (CopySourceIfMatch ignored), or a changed
+    source gets copied ("nothing touched" broken); and where the copy needs the source's headers anyway (a
+    multipart copy re-sends them, ``preserve_encryption`` sends its SSE settings).
+    """
+    return is_multipart(task, opts) or opts.preserve_encryption or not opts.caps.copy_if_match
+
+
+def copy_proves_version(task: Task, opts: Options) -> bool:
+    """The store enforced CopySourceIfMatch on the copy request itself, so it copied the planned version.
+
+    Only for a single CopyObject: the probe tests CopyObject, not UploadPartCopy.
+    """
+    return opts.caps.copy_if_match and not is_multipart(task, opts)
+
+
+# -- item-level retries -------------------------------------------------------------------------------------------
 # Checks that end item-level retries early (a worker whose parent abandoned the run); ``worker`` registers one.
 retry_vetoes: list[Callable[[], bool]] = []
 
@@ -147,23 +263,123 @@ def with_item_retries(opts: Options, fn: Callable[[int], T]) -> T:
         attempt += 1
 
 
-def dst_may_be_ours(task: Task, attempt: int) -> bool:
-    """Whether an identical destination may be our own copy rather than someone else's object.
+# -- looking at both ends -----------------------------------------------------------------------------------------
+def classify(st: Storage, task: Task, ours: bool, dst: ObjectInfo | None = None) -> Result:
+    """Look at both ends and say where this task stands. Used whenever a condition was refused or is unknown.
 
-    Ours if an earlier run of this manifest may have copied (the journal says so: ``Task.resumed``), or an
-    earlier attempt of this run may have (``attempt`` > 0: its answer may have been lost). Otherwise the object
-    was there before we came: a dedup, which rollback must leave in place.
+    ``ours``: an identical destination may be our own copy (``dst_may_be_ours``). ``dst``: the destination's
+    HEAD if the caller just took it (it exists); otherwise it is looked up here.
+
+    A 412 or 404 seen after a retry may be our own earlier success whose response was lost; looking at the
+    actual state, rather than at the error, is what makes that safe.
     """
-    return task.resumed or attempt > 0
+    src = st.head(task.src_bucket, task.src_key)
+    if dst is None:
+        dst = st.head(task.dst_bucket, task.dst_key)
+    if src is None:
+        return _source_gone(task, ours, dst)
+    if not task.is_planned_version(src):
+        return Result(task.id, Kind.SOURCE_CHANGED, detail=f"source ETag {src.etag} != planned {task.etag}")
+    if dst is None:
+        raise _Retry("destination vanished between checks")
+    if task.holds_planned_bytes(dst) or (ours and _same_bytes_by_content(st, task, dst)):
+        return Result(task.id, Kind.IDENTICAL_OURS if ours else Kind.IDENTICAL_THEIRS, dst.etag)
+    return Result(task.id, Kind.DEST_DIFFERS, detail=f"destination exists with ETag {dst.etag}, size {dst.size}")
 
 
-def attempt_seen(err: StorageError, attempt: int) -> int:
-    """The attempt number a refused condition answers: after a botocore retry, one more of ours was sent."""
-    return attempt + 1 if err.retried else attempt
+def _source_gone(task: Task, ours: bool, dst: ObjectInfo | None) -> Result:
+    if dst is not None and task.holds_planned_bytes(dst):
+        return Result(task.id, Kind.ALREADY_DONE if ours else Kind.DONE_ELSEWHERE, dst.etag)
+    detail = "source and destination both absent" if dst is None else "source absent; destination differs"
+    if not task.src_required:
+        return Result(task.id, Kind.NOT_MOVED, detail=f"nothing to undo: {detail}")
+    return Result(task.id, Kind.MISSING, detail=detail)
 
 
-def _identical(task: Task, info: ObjectInfo) -> bool:
-    return info.size == task.size and (info.etag == task.etag or info.etag in task.same_etags)
+def _same_bytes_by_content(st: Storage, task: Task, dst: ObjectInfo) -> bool:
+    """A multipart ETag (ours from a multipart copy whose ``copied`` record a crash prevented, or a source
+    uploaded in parts) cannot be compared with a plain one. Only then, and only for a destination that may be
+    ours, compare the bytes themselves: proof by content, never by guess."""
+    comparable = "-" not in dst.etag and "-" not in task.etag
+    if comparable or dst.size != task.size:
+        return False
+    return st.same_content(task.src_bucket, task.src_key, task.dst_bucket, task.dst_key, task.size)
+
+
+# -- the copy phase: steps 1 and 2 --------------------------------------------------------------------------------
+def copy_phase(st: Storage, task: Task, opts: Options) -> Result:
+    """Make the destination hold the source's planned bytes, or say why not. Never deletes a source."""
+    try:
+        return with_item_retries(opts, lambda n: _copy_attempt(st, task, opts, Attempt(n)))
+    except (StorageError, _Retry) as exc:
+        code = exc.code if isinstance(exc, StorageError) else "Retry"
+        return Result(task.id, Kind.ERROR, code=code, detail=str(exc))
+
+
+def _copy_attempt(st: Storage, task: Task, opts: Options, attempt: Attempt) -> Result:
+    """One try: check what the store will not enforce, copy (step 1), prove (step 2)."""
+    ours = dst_may_be_ours(task, attempt)
+    if not opts.caps.copy_if_none_match:
+        # The store would silently overwrite: check for an existing destination ourselves first.
+        dst = st.head(task.dst_bucket, task.dst_key)
+        if dst is not None:
+            return classify(st, task, ours, dst)
+    source: ObjectInfo | None = None
+    if head_source_first(task, opts):
+        source = st.head(task.src_bucket, task.src_key, full=is_multipart(task, opts))
+        if not task.is_planned_version(source):
+            return classify(st, task, ours)
+    try:
+        etag = _copy(st, task, opts, source)
+    except StorageError as err:
+        return _copy_refused(st, task, attempt, err)
+    crash_point("after-copy-request")  # the copy exists; the worker dies before anyone hears of it
+    return _prove(st, task, opts, etag)
+
+
+def _copy(st: Storage, task: Task, opts: Options, source: ObjectInfo | None) -> str:
+    """Step 1: the copy request, with every condition the store enforces. Returns the destination's ETag."""
+    caps = opts.caps
+    sse = _sse_args(source) if opts.preserve_encryption and source is not None else None
+    if is_multipart(task, opts):
+        assert source is not None  # head_source_first: a multipart copy always HEADs (full) first
+        return st.multipart_copy(
+            task.src_bucket, task.src_key, task.dst_bucket, task.dst_key,
+            source=source, if_match=task.etag, if_none_match=caps.copy_if_none_match,
+            part_size=opts.multipart_chunksize, sse=sse,
+        )  # fmt: skip
+    return st.copy(
+        task.src_bucket, task.src_key, task.dst_bucket, task.dst_key,
+        if_match=task.etag, if_none_match=caps.copy_if_none_match, storage_class=task.storage_class, sse=sse,
+    )  # fmt: skip
+
+
+def _copy_refused(st: Storage, task: Task, attempt: Attempt, err: StorageError) -> Result:
+    """The copy request failed: archived, a refused condition or a missing source (look), or raise."""
+    if err.code in ARCHIVED_CODES:
+        return Result(task.id, Kind.ARCHIVED, code=err.code, detail="archived storage class: restore it first")
+    if err.code in PRECONDITION_CODES or err.code in NOT_FOUND_CODES:
+        # After a botocore retry, an identical destination is our own first copy (its answer was lost), not
+        # one that existed before: counting it "theirs" would make rollback keep it (a duplicate).
+        return classify(st, task, dst_may_be_ours(task, attempt.answered_by(err)))
+    raise err
+
+
+def _prove(st: Storage, task: Task, opts: Options, etag: str) -> Result:
+    """Step 2: prove the copy holds the planned version; if it holds another one, take it back."""
+    if etag == task.etag or copy_proves_version(task, opts):
+        # Same ETag: same bytes. Or the store enforced CopySourceIfMatch: it copied the planned version.
+        return Result(task.id, Kind.COPIED, etag)
+    # Multipart/KMS ETags differ by nature, or the store ignores CopySourceIfMatch: the copy read the source
+    # after our HEAD said it was the planned version; if it still is now, the copy read that version too.
+    if task.is_planned_version(st.head(task.src_bucket, task.src_key)):
+        return Result(task.id, Kind.COPIED, etag)
+    if opts.caps.delete_if_match:
+        # We copied some other version of the source. Take back exactly our own copy (by its ETag); where the
+        # store ignores IfMatch, a delete could remove a writer's newer object, so the copy stays (a duplicate).
+        with contextlib.suppress(StorageError):
+            st.delete(task.dst_bucket, task.dst_key, if_match=etag)
+    return Result(task.id, Kind.SOURCE_CHANGED, detail="source changed during the copy")
 
 
 def _sse_args(info: ObjectInfo) -> dict[str, Any]:
@@ -179,121 +395,20 @@ def _sse_args(info: ObjectInfo) -> dict[str, Any]:
     return {}
 
 
-def classify(st: Storage, task: Task, attempt: int, dst: ObjectInfo | None = None, *, have_dst: bool = False) -> Result:
-    """Look at both ends and say where this task stands. Used whenever a condition was refused or is unknown.
-
-    A 412 or 404 seen after a retry may be our own earlier success whose response was lost; looking at the
-    actual state, rather than at the error, is what makes that safe.
-    """
-    src = st.head(task.src_bucket, task.src_key)
-    if not have_dst:
-        dst = st.head(task.dst_bucket, task.dst_key)
-    ours = dst_may_be_ours(task, attempt)
-    if src is None:
-        if dst is not None and _identical(task, dst):
-            return Result(task.id, Kind.ALREADY_DONE if ours else Kind.DONE_ELSEWHERE, dst.etag)
-        detail = "source and destination both absent" if dst is None else "source absent; destination differs"
-        if not task.src_required:
-            return Result(task.id, Kind.NOT_MOVED, detail=f"nothing to undo: {detail}")
-        return Result(task.id, Kind.MISSING, detail=detail)
-    if src.etag != task.etag:
-        return Result(task.id, Kind.SOURCE_CHANGED, detail=f"source ETag {src.etag} != planned {task.etag}")
-    if dst is None:
-        raise _Retry("destination vanished between checks")
-    if _identical(task, dst):
-        return Result(task.id, Kind.IDENTICAL_OURS if ours else Kind.IDENTICAL_THEIRS, dst.etag)
-    # A multipart ETag (ours from a multipart copy whose `copied` record a crash prevented, or a source uploaded
-    # in parts) cannot be compared with a plain one. Only in this rare resumed case, compare the bytes
-    # themselves: proof by content, never by guess.
-    comparable = "-" not in dst.etag and "-" not in task.etag
-    if (
-        ours
-        and dst.size == task.size
-        and not comparable
-        and st.same_content(task.src_bucket, task.src_key, task.dst_bucket, task.dst_key, task.size)
-    ):
-        return Result(task.id, Kind.IDENTICAL_OURS, dst.etag)
-    return Result(task.id, Kind.DEST_DIFFERS, detail=f"destination exists with ETag {dst.etag}, size {dst.size}")
-
-
-def copy_phase(st: Storage, task: Task, opts: Options) -> Result:
-    """Make the destination hold the source's planned bytes, or say why not. Never deletes a source."""
-    try:
-        return with_item_retries(opts, lambda attempt: _copy_attempt(st, task, opts, attempt))
-    except (StorageError, _Retry) as exc:
-        code = exc.code if isinstance(exc, StorageError) else "Retry"
-        return Result(task.id, Kind.ERROR, code=code, detail=str(exc))
-
-
-def _copy_attempt(st: Storage, task: Task, opts: Options, attempt: int) -> Result:
-    caps = opts.caps
-    if not caps.copy_if_none_match:
-        # The store would silently overwrite: check for an existing destination ourselves first.
-        dst = st.head(task.dst_bucket, task.dst_key)
-        if dst is not None:
-            return classify(st, task, attempt, dst, have_dst=True)
-    multipart = task.size > opts.multipart_threshold
-    sse: dict[str, Any] | None = None
-    source: ObjectInfo | None = None
-    if multipart or opts.preserve_encryption or not caps.copy_if_match:
-        # The store would copy whatever version is there now (CopySourceIfMatch ignored): check the source is
-        # still the planned version first, or a changed source gets copied ("nothing touched" broken).
-        source = st.head(task.src_bucket, task.src_key, full=multipart)  # a multipart copy re-sends its headers
-        if source is None or source.etag != task.etag:
-            return classify(st, task, attempt)
-        sse = _sse_args(source) if opts.preserve_encryption else None
-    try:
-        if multipart:
-            assert source is not None
-            etag = st.multipart_copy(
-                task.src_bucket, task.src_key, task.dst_bucket, task.dst_key,
-                source=source, if_match=task.etag, if_none_match=caps.copy_if_none_match,
-                part_size=opts.multipart_chunksize, sse=sse,
-            )  # fmt: skip
-        else:
-            etag = st.copy(
-                task.src_bucket, task.src_key, task.dst_bucket, task.dst_key,
-                if_match=task.etag, if_none_match=caps.copy_if_none_match,
-                storage_class=task.storage_class, sse=sse,
-            )  # fmt: skip
-    except StorageError as err:
-        if err.code in ARCHIVED_CODES:
-            return Result(task.id, Kind.ARCHIVED, code=err.code, detail="archived storage class: restore it first")
-        if err.code in PRECONDITION_CODES or err.code in NOT_FOUND_CODES:
-            # After a botocore retry, an identical destination is our own first copy (its answer was lost),
-            # not one that existed before: counting it "theirs" would make rollback keep it (a duplicate).
-            return classify(st, task, attempt_seen(err, attempt))
-        raise
-    crash_point("after-copy-request")  # the copy exists; the worker dies before anyone hears of it
-    if etag == task.etag or (caps.copy_if_match and not multipart):
-        # Same ETag: same bytes. Or the store enforced CopySourceIfMatch: it copied the planned version.
-        return Result(task.id, Kind.COPIED, etag)
-    # Multipart/KMS ETags differ by nature, or the store ignores CopySourceIfMatch: prove the source is still
-    # the planned version (the copy read it between our checks).
-    now = st.head(task.src_bucket, task.src_key)
-    if now is not None and now.etag == task.etag:
-        return Result(task.id, Kind.COPIED, etag)
-    if caps.delete_if_match:
-        # We copied some other version of the source. Take back exactly our own copy (by its ETag).
-        with contextlib.suppress(StorageError):
-            st.delete(task.dst_bucket, task.dst_key, if_match=etag)
-    return Result(task.id, Kind.SOURCE_CHANGED, detail="source changed during the copy")
-
-
+# -- the delete phase: step 3 -------------------------------------------------------------------------------------
 def delete_sources(
     st: Storage,
     items: list[tuple[Task, Result]],
     opts: Options,
     run: Mapper,
 ) -> list[Result]:
-    """Delete the sources of proven copies; ``run`` maps a function over a list on the thread pool.
+    """Delete the sources of proven copies (their copy-phase results); ``run`` maps a function over a list on
+    the thread pool.
 
-    Uses the cheapest race-free way the store offers: DeleteObjects with per-key ETags (one request per
-    ``opts.delete_chunk`` keys), else single DeleteObject with IfMatch, else HEAD-then-DeleteObjects
-    (client-checked). A source whose bytes would then live only in someone else's identical object (a dedup)
-    is deleted only after one more look at that object.
+    A ``keep_source`` task is reported DELETED without a request. A source whose bytes would then live only in
+    someone else's identical object (IDENTICAL_THEIRS, a dedup) is deleted only after one more look at that
+    object. The rest go the cheapest race-free way the store offers (``_delete_proven``).
     """
-    caps = opts.caps
     results: list[Result] = []
     todo: list[Task] = []
     theirs: list[Task] = []
@@ -304,26 +419,32 @@ def delete_sources(
             theirs.append(task)
         else:
             todo.append(task)
+    # Someone else's identical object is all that will hold these bytes once the source is gone, and it is not
+    # ours to keep: look again right before deleting (it may have been removed since the copy phase).
     if theirs:
-        # Someone else's identical object is all that will hold these bytes once the source is gone, and it is
-        # not ours to keep: look again right before deleting (it may have been removed since the copy phase).
         for task, kept in zip(theirs, run(lambda t: _recheck_theirs(st, t, opts), theirs), strict=True):
             if kept is None:
                 todo.append(task)
             else:
                 results.append(kept)
-    if not todo:
-        return results
+    if todo:
+        results.extend(_delete_proven(st, todo, opts, run))
+    return results
+
+
+def _delete_proven(st: Storage, todo: list[Task], opts: Options, run: Mapper) -> list[Result]:
+    """DeleteObjects with per-key ETags (``opts.delete_chunk`` keys a request), else one DeleteObject with
+    IfMatch each, else (client-checked) a HEAD of each source, then DeleteObjects of those unchanged."""
+    caps = opts.caps
     if caps.batch_delete_etag:
-        results.extend(_delete_batched(st, todo, opts, run, with_etag=True))
-    elif caps.delete_if_match:
-        results.extend(run(lambda t: _delete_single(st, t, opts), todo))
-    else:
-        checked = run(lambda t: _check_source_unchanged(st, t, opts), todo)
-        by_id = {t.id: t for t in todo}
-        still = [by_id[r.id] for r in checked if r.kind is Kind.DELETED]
-        results.extend(r for r in checked if r.kind is not Kind.DELETED)
-        results.extend(_delete_batched(st, still, opts, run, with_etag=False))
+        return _delete_batched(st, todo, opts, run, with_etag=True)
+    if caps.delete_if_match:
+        return run(lambda t: _delete_single(st, t, opts, checked=False), todo)
+    checked = run(lambda t: _check_source_unchanged(st, t, opts), todo)
+    by_id = {t.id: t for t in todo}
+    still = [by_id[r.id] for r in checked if r.kind is Kind.DELETED]
+    results = [r for r in checked if r.kind is not Kind.DELETED]
+    results.extend(_delete_batched(st, still, opts, run, with_etag=False))
     return results
 
 
@@ -333,7 +454,7 @@ def _recheck_theirs(st: Storage, task: Task, opts: Options) -> Result | None:
         dst = with_item_retries(opts, lambda _a: st.head(task.dst_bucket, task.dst_key))
     except StorageError as err:
         return Result(task.id, Kind.ERROR, code=err.code, detail=f"source kept: {err}")
-    if dst is not None and _identical(task, dst):
+    if dst is not None and task.holds_planned_bytes(dst):
         return None
     return Result(
         task.id,
@@ -345,13 +466,15 @@ def _recheck_theirs(st: Storage, task: Task, opts: Options) -> Result | None:
 
 
 def _check_source_unchanged(st: Storage, task: Task, opts: Options) -> Result:
+    """The client-side check before an unconditioned delete: DELETED means "may delete" (absent counts as
+    already deleted); a changed source is kept."""
     try:
         src = with_item_retries(opts, lambda _a: st.head(task.src_bucket, task.src_key))
     except StorageError as err:
         return Result(task.id, Kind.ERROR, code=err.code, detail=str(err))
-    if src is not None and src.etag != task.etag:
+    if src is not None and not task.is_planned_version(src):
         return _changed_after_copy(task)
-    return Result(task.id, Kind.DELETED)  # "may delete"; absent counts as already deleted
+    return Result(task.id, Kind.DELETED)
 
 
 def _changed_after_copy(task: Task) -> Result:
@@ -362,10 +485,18 @@ def _changed_after_copy(task: Task) -> Result:
     )
 
 
-def _delete_single(st: Storage, task: Task, opts: Options) -> Result:
+def _delete_single(st: Storage, task: Task, opts: Options, *, checked: bool) -> Result:
+    """One DeleteObject, with IfMatch where the store enforces it. ``checked``: the source was HEAD-checked
+    already (client-checked mode); otherwise, on a store that ignores IfMatch, it is checked here first."""
+    if_match = task.etag if opts.caps.delete_if_match else None
+    if if_match is None and not checked:
+        may = _check_source_unchanged(st, task, opts)
+        if may.kind is not Kind.DELETED:
+            return may
+
     def attempt(_a: int) -> Result:
         try:
-            st.delete(task.src_bucket, task.src_key, if_match=task.etag if opts.caps.delete_if_match else None)
+            st.delete(task.src_bucket, task.src_key, if_match=if_match)
         except StorageError as err:
             if err.code in NOT_FOUND_CODES:
                 return Result(task.id, Kind.DELETED)  # gone already (our earlier attempt, or IfMatch on absent)
@@ -383,11 +514,12 @@ def _delete_single(st: Storage, task: Task, opts: Options) -> Result:
 
 
 def _delete_batched(st: Storage, tasks: list[Task], opts: Options, run: Mapper, *, with_etag: bool) -> list[Result]:
-    """DeleteObjects in chunks of ``opts.delete_chunk`` keys, the chunks in parallel on the thread pool.
+    """DeleteObjects in chunks of ``opts.delete_chunk`` keys (at most 1,000), the chunks in parallel on the
+    thread pool; ``with_etag``: each key conditioned on its planned ETag (else the sources were HEAD-checked).
 
     Parallel because a store deletes the keys of one DeleteObjects one after another (SeaweedFS: ~0.3 ms per
     key): a 500-key request holds its worker for a good fraction of a second, during which that process
-    copies nothing. Keys the batch could not settle are retried one by one.
+    copies nothing. Keys XML cannot carry, and keys the batch could not settle, are deleted one by one.
     """
     singles: list[Task] = []
     chunks: list[list[Task]] = []
@@ -405,7 +537,7 @@ def _delete_batched(st: Storage, tasks: list[Task], opts: Options, run: Mapper, 
         results.extend(settled)
         singles.extend(again)
     if singles:
-        results.extend(run(lambda t: _delete_single(st, t, opts), singles))
+        results.extend(run(lambda t: _delete_single(st, t, opts, checked=not with_etag), singles))
     return results
 
 

@@ -26,7 +26,9 @@ from s3seg import moves
 from s3seg.concurrency import THROTTLE_CODES, THROTTLE_STATUS, AdaptiveLimit, Gate, RateLimiter, ThrottlePacer
 from s3seg.crashpoints import crash_point
 from s3seg.moves import Kind, Options, Result, Task, copy_phase, delete_sources
-from s3seg.storage import ClientSpec, Storage, make_client, make_storage
+from s3seg.storage import ClientSpec, make_client, make_storage
+from s3seg.storage import Storage as BotoStorage
+from s3seg.store import Storage
 
 log = logging.getLogger(__name__)
 X = TypeVar("X")
@@ -64,7 +66,8 @@ def _resources(cfg: WorkerConfig) -> _Resources:
         found = _cache.get(cfg)
         if found is None:
             client = make_client(cfg.spec)
-            storage = make_storage(cfg.spec, client)
+            real = make_storage(cfg.spec, client)
+            storage: Storage = real
             gate = None
             if cfg.adaptive:
                 start = min(START_THREADS, cfg.threads)
@@ -72,7 +75,7 @@ def _resources(cfg: WorkerConfig) -> _Resources:
                 # fixed latency the two are the same, but the rate is what the store limits and can be measured.
                 limit = AdaptiveLimit(initial=start, floor=start, max_limit=cfg.threads, backoff=1.0)
                 gate = Gate(limit, pacer=ThrottlePacer())
-                _observe_throttling(client, storage, gate)
+                _observe_throttling(client, real, gate)
             if cfg.max_requests_per_second > 0:
                 storage = cast(Storage, _Paced(storage, RateLimiter(cfg.max_requests_per_second)))
             # Room for a delete phase's few DeleteObjects beside a full copy phase (see ``step_batch``).
@@ -81,7 +84,7 @@ def _resources(cfg: WorkerConfig) -> _Resources:
         return found
 
 
-def _observe_throttling(client: Any, storage: Storage, gate: Gate) -> None:
+def _observe_throttling(client: Any, storage: BotoStorage, gate: Gate) -> None:
     """Tell ``gate`` about every throttling answer, including those the request layers retry by themselves."""
 
     def on_retry(response: Any = None, **_: Any) -> None:
