@@ -38,10 +38,11 @@ from s3seg.manifest import Manifest, ManifestInfo
 from s3seg.moves import Options, Task
 from s3seg.planner import PlanReport
 from s3seg.planner import plan as _plan
+from s3seg.probe import Capabilities, capabilities
+from s3seg.s3errors import PREFLIGHT_REFUSALS, UNREACHABLE
 from s3seg.storage import (
     CONNECT_TIMEOUT,
     READ_TIMEOUT,
-    Capabilities,
     ClientSpec,
     Storage,
     configured_endpoint,
@@ -163,11 +164,6 @@ def plan(
         raise StoreRefusedError(err, f"plan of {settings.source.url} stopped") from None
 
 
-_UNREACHABLE = frozenset(
-    {"ReadTimeoutError", "ConnectTimeoutError", "EndpointConnectionError", "ConnectionClosedError"}
-)
-
-
 def preflight(spec: ClientSpec, bucket: str, prefix: str | None = None) -> None:
     """One cheap read with at most 2 attempts before the first real request of a run.
 
@@ -187,7 +183,7 @@ def preflight(spec: ClientSpec, bucket: str, prefix: str | None = None) -> None:
         else:
             next(storage.list_pages(bucket, prefix, page_size=1), None)
     except StorageError as err:
-        if err.code in _UNREACHABLE:
+        if err.code in UNREACHABLE:
             where = spec.endpoint_url or "AWS S3"
             err.args = (
                 f"{err} (endpoint {where}; connect_timeout {spec.connect_timeout:g} s, read_timeout "
@@ -263,27 +259,6 @@ def _count_todo(state: JournalState, direction: str) -> int:
     return state.rollback_mask().count(1)
 
 
-# Refusals of the capability probe that every move would meet too (unlike an AccessDenied on the probe's
-# scratch prefix, which a prefix-scoped policy may give while allowing the moves themselves).
-PREFLIGHT_REFUSALS = frozenset(
-    {"NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "AllAccessDisabled"}
-)
-
-
-def _capabilities(storage: Storage, bucket: str, mode: str) -> Capabilities:
-    if mode == "server":
-        return Capabilities.trusted()
-    if mode == "client":
-        return Capabilities.none()
-    try:
-        return storage.probe(bucket)
-    except StorageError as err:
-        if err.code in PREFLIGHT_REFUSALS:  # the store refuses this identity or bucket outright: stop here
-            raise StoreRefusedError(err, "the store refused the first request, before any move") from None
-        log.warning("could not probe conditional-header support (%s); checking every condition client-side", err)
-        return Capabilities.none()
-
-
 def execute_manifest(
     direction: str,
     manifest_path: str,
@@ -332,7 +307,7 @@ def execute_manifest(
                     retries = int(config.get("item_retries", 5))
                     lease = stack.enter_context(_lease(storage, buckets, direction, manifest_path, opts, spec, retries))
                 probe_bucket = next(_buckets(manifest, direction))
-                caps = _capabilities(storage, probe_bucket, mode)
+                caps = capabilities(storage, probe_bucket, mode)
                 result.mode = caps.describe()
                 _execute_under_lease(
                     result, journal, manifest, direction, opts, spec, caps, config, threads, processes, backend,

@@ -31,6 +31,8 @@ import enum
 import errno
 import os
 
+from s3seg.s3errors import CREDENTIAL_REFUSALS
+
 
 class ExitCode(enum.IntEnum):
     """Process exit codes; the README has the same table. A signal stops a run with 128 + its number
@@ -191,9 +193,6 @@ def show_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
 
 
 # What to tell the operator for the refusals seen before anything changes.
-# S3 error codes that mean "this identity is not accepted here" (as opposed to "not allowed to do this").
-CREDENTIAL_REFUSALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"})
-
 _REFUSAL_HINTS = {
     "ReadTimeoutError": "the endpoint accepted the connection but did not answer in time: check that "
     "--endpoint-url / endpoint_url names an S3 service (or raise read_timeout)",

@@ -33,7 +33,9 @@ from typing import IO, Any
 
 from s3seg import columnar
 from s3seg.errors import PlanError, StorageError, UsageError
-from s3seg.storage import NOT_FOUND_CODES, Listed, Storage, quoted
+from s3seg.objects import Listed, quoted
+from s3seg.s3errors import NOT_FOUND_CODES
+from s3seg.storage import Storage
 
 log = logging.getLogger(__name__)
 

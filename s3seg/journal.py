@@ -88,8 +88,6 @@ class Status(enum.IntEnum):
 APPLY_DONE = frozenset({Status.DONE, Status.DEDUPED, Status.ALREADY_DONE, Status.DONE_ELSEWHERE})
 APPLY_CONFLICTS = frozenset({Status.CONFLICT_SOURCE_CHANGED, Status.CONFLICT_DEST_DIFFERS})
 APPLY_FAILURES = frozenset({Status.FAILED_MISSING, Status.FAILED, Status.SKIPPED_ARCHIVED})
-# Apply states in which a copy may be in flight or may have happened without a record saying so.
-APPLY_OPEN = frozenset({Status.INTENT, Status.COPIED, Status.FAILED})
 ROLLBACK_DONE = frozenset({Status.ROLLED_BACK, Status.R_NOT_MOVED})
 ROLLBACK_OPEN = frozenset(
     {

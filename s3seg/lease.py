@@ -46,13 +46,14 @@ from datetime import UTC, datetime
 from typing import IO
 
 from s3seg.errors import LockedError, StorageError, StoreRefusedError
-from s3seg.storage import PRECONDITION_CODES, Stamped, Storage
+from s3seg.objects import Stamped
+from s3seg.s3errors import NOT_FOUND_CODES, WRITE_CONFLICT_CODES
+from s3seg.storage import Storage
 
 log = logging.getLogger(__name__)
 
 LEASE_KEY = ".s3seg-lease"
 DEFAULT_TTL = 60.0
-_CONFLICT_CODES = PRECONDITION_CODES | {"ConditionalRequestConflict", "409"}
 # Seconds for a dead holder's workers to notice and stop: pool workers poll their parent every 0.1 s; a local
 # Dask cluster's workers check their driver before every object. A remote Dask cluster's workers live on
 # other machines: such a holder is never taken over early.
@@ -215,7 +216,7 @@ class Lease:
                 etag = self.storage.put(bucket, LEASE_KEY, self.holder.body(), if_none_match=True)
                 return self._check_enforced(bucket, etag)
             except StorageError as err:
-                if err.code not in _CONFLICT_CODES:
+                if err.code not in WRITE_CONFLICT_CODES:
                     raise
             current = self.storage.read_small(bucket, LEASE_KEY)
             if current is None:
@@ -249,7 +250,7 @@ class Lease:
         try:
             etag = self.storage.put(bucket, LEASE_KEY, self.holder.body(), if_match=current.etag)
         except StorageError as err:
-            if err.code in _CONFLICT_CODES or err.code in ("NoSuchKey", "404"):
+            if err.code in WRITE_CONFLICT_CODES or err.code in NOT_FOUND_CODES:
                 return None  # someone renewed, released or took it first: look again
             raise
         log.warning("took over the stale lease on s3://%s: %s", bucket, why)
@@ -260,7 +261,7 @@ class Lease:
         try:
             again = self.storage.put(bucket, LEASE_KEY, self.holder.body(), if_none_match=True)
         except StorageError as err:
-            if err.code in _CONFLICT_CODES:
+            if err.code in WRITE_CONFLICT_CODES:
                 return _Held(bucket, etag, True)
             raise
         log.warning(
@@ -297,7 +298,7 @@ class Lease:
             held.etag = self.storage.put(held.bucket, LEASE_KEY, self.holder.body(), if_match=held.etag)
             return
         except StorageError as err:
-            if err.code not in _CONFLICT_CODES and err.code not in ("NoSuchKey", "404"):
+            if err.code not in WRITE_CONFLICT_CODES and err.code not in NOT_FOUND_CODES:
                 raise
         current = self.storage.read_small(held.bucket, LEASE_KEY)
         other = Holder.parse(current.body) if current is not None else None

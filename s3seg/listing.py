@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from s3seg.storage import Listed
+from s3seg.objects import Listed
 
 log = logging.getLogger(__name__)
 

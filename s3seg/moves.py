@@ -31,15 +31,10 @@ from typing import Any, Protocol, TypeVar
 
 from s3seg.crashpoints import crash_point
 from s3seg.errors import StorageError
-from s3seg.storage import (
-    ARCHIVED_CODES,
-    NOT_FOUND_CODES,
-    PRECONDITION_CODES,
-    Capabilities,
-    ObjectInfo,
-    Storage,
-    is_xml_safe,
-)
+from s3seg.objects import ObjectInfo
+from s3seg.probe import Capabilities
+from s3seg.s3errors import ARCHIVED_CODES, NOT_FOUND_CODES, PRECONDITION_CODES
+from s3seg.storage import Storage, is_xml_safe
 
 T = TypeVar("T")
 X = TypeVar("X")

@@ -26,7 +26,8 @@ import pytest
 import s3seg.leanpath
 from s3seg.errors import StorageError
 from s3seg.leanpath import LeanPath, SigV4
-from s3seg.storage import ClientSpec, ObjectInfo, Storage, make_client, make_storage
+from s3seg.objects import ObjectInfo
+from s3seg.storage import ClientSpec, Storage, make_client, make_storage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import local_s3

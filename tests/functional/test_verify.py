@@ -14,7 +14,7 @@ from test_apply import MIB, cli_run, count_api_calls, dst_of, make_plan, opts, p
 
 from s3seg import commands, verify
 from s3seg.manifest import Manifest, ManifestWriter, Move
-from s3seg.storage import Listed
+from s3seg.objects import Listed
 
 
 def counts(report: verify.VerifyReport) -> dict[str, int]:
