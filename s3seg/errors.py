@@ -22,7 +22,8 @@ the path, with ``os_reason`` saying what went wrong and what to do. Paths are sh
 that are not UTF-8 appear as ``\\xff`` escapes instead of breaking the message.
 
 Low-level (botocore) errors are translated to ``StorageError`` in exactly one place, ``s3seg.storage``;
-nothing above it catches botocore exceptions.
+nothing above it catches botocore exceptions. The S3 error codes a ``StorageError`` is judged by are named in
+``s3seg.s3errors``, with which layer retries what.
 """
 
 from __future__ import annotations

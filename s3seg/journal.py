@@ -42,7 +42,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -267,11 +267,6 @@ class JournalState:
         out = bytearray((opened | owned).to_bytes(n, "big"))
         out[0] = 0
         return bytes(out)
-
-    def ids_with(self, statuses: frozenset[Status]) -> Iterator[int]:
-        wanted = bytes(s in statuses for s in range(256))
-        states = self.states
-        return (i for i in range(1, len(states)) if wanted[states[i]])
 
 
 def replay(path: str, *, manifest_sha256: str, entries: int) -> tuple[JournalState, int]:

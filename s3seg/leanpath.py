@@ -32,7 +32,8 @@ same, uncapped, as botocore's legacy handler) and ``adaptive`` (standard plus cl
 botocore's own token bucket and CUBIC rate adjustment, one limiter per lean path), with the same attempts, for
 transport errors, 5xx, throttling and CopyObject's "200 with an error body". Errors come out as
 ``StorageError`` with the same codes botocore's would, and ``retried`` set when an earlier attempt may have been
-applied, so the move protocol's "a 412 after a retry may be our own copy" reasoning holds unchanged.
+applied, so the move protocol's "a 412 after a retry may be our own copy" reasoning holds unchanged. The codes it
+retries and hands back are in ``s3errors``, with how its retries sit between botocore's and the move protocol's.
 
 Must not: decide what a result means for a move (``moves``), or be used by anything but ``storage``. The
 private botocore attributes it reads are pinned by ``tests/unit/test_leanpath_contract.py``.
@@ -177,6 +178,29 @@ def amz_now() -> str:
 def object_path(prefix: str, key: str) -> str:
     """The request path of an object under a route's ``prefix``, the key encoded exactly as botocore encodes it."""
     return f"{prefix}/{quote(key, safe=_SAFE)}"
+
+
+# The header botocore sends for each of ``copy_params``' parameters.
+_COPY_HEADERS = {
+    "MetadataDirective": "x-amz-metadata-directive",
+    "TaggingDirective": "x-amz-tagging-directive",
+    "CopySourceIfMatch": "x-amz-copy-source-if-match",
+    "IfNoneMatch": "If-None-Match",
+    "StorageClass": "x-amz-storage-class",
+}
+
+
+def copy_params(if_match: str | None, if_none_match: bool, storage_class: str) -> dict[str, str]:
+    """CopyObject's parameters (botocore's names) beside the source and destination, for both request paths:
+    keep metadata and tags, the conditions asked for, and the storage class unless it is the default."""
+    params = {"MetadataDirective": "COPY", "TaggingDirective": "COPY"}
+    if if_match:
+        params["CopySourceIfMatch"] = if_match
+    if if_none_match:
+        params["IfNoneMatch"] = "*"
+    if storage_class and storage_class != "STANDARD":
+        params["StorageClass"] = storage_class
+    return params
 
 
 def copy_source(bucket: str, key: str) -> str:
@@ -602,17 +626,9 @@ class LeanPath:
         if self.routes is not None and not plain_bucket(src_bucket):
             raise UseBotocore(f"copy source s3://{src_bucket} is not for the lean path", maybe_applied=False)
         route = self.route(dst_bucket)
-        headers = {
-            "x-amz-copy-source": copy_source(src_bucket, src_key),
-            "x-amz-metadata-directive": "COPY",
-            "x-amz-tagging-directive": "COPY",
-        }
-        if if_match:
-            headers["x-amz-copy-source-if-match"] = if_match
-        if if_none_match:
-            headers["If-None-Match"] = "*"
-        if storage_class and storage_class != "STANDARD":
-            headers["x-amz-storage-class"] = storage_class
+        headers = {"x-amz-copy-source": copy_source(src_bucket, src_key)}
+        for name, value in copy_params(if_match, if_none_match, storage_class).items():
+            headers[_COPY_HEADERS[name]] = value
         path = object_path(route.prefix, dst_key)
         r = self._call(route, "CopyObject", dst_bucket, dst_key, "PUT", path, "", headers, copy=True)
         return _xml_text(_ETAG, r.body)

@@ -144,8 +144,7 @@ class Holder:
 class _Held:
     bucket: str
     etag: str
-    enforced: bool  # the store refused a second create: conditional writes are real here
-    local_lock: IO[bytes] | None = None
+    local_lock: IO[bytes] | None = None  # only where the store ignores conditional writes (``_check_enforced``)
 
 
 @dataclass(slots=True)
@@ -223,7 +222,7 @@ class Lease:
                 continue  # released between our two requests: try again
             other = Holder.parse(current.body)
             if other is not None and other.token == self.holder.token:
-                return _Held(bucket, current.etag, True)  # our own create, whose answer was lost and retried
+                return _Held(bucket, current.etag)  # our own create, whose answer was lost and retried
             taken = self._take_over_if_stale(bucket, current, other)
             if taken is not None:
                 return taken
@@ -262,7 +261,7 @@ class Lease:
             again = self.storage.put(bucket, LEASE_KEY, self.holder.body(), if_none_match=True)
         except StorageError as err:
             if err.code in WRITE_CONFLICT_CODES:
-                return _Held(bucket, etag, True)
+                return _Held(bucket, etag)
             raise
         log.warning(
             "THIS STORE IGNORES CONDITIONAL WRITES (If-None-Match on PutObject): the lease on s3://%s cannot "
@@ -270,7 +269,7 @@ class Lease:
             "s3seg on the same buckets from two machines against this store.",
             bucket,
         )
-        return _Held(bucket, again, False, _local_lock(self.scope, bucket, self.wait, self.holder))
+        return _Held(bucket, again, _local_lock(self.scope, bucket, self.wait, self.holder))
 
     # -- renew ---------------------------------------------------------------------------------------------
     def _renew_loop(self) -> None:

@@ -2,13 +2,15 @@
 
 Owns: ``Listed`` (one object of a listing page or an S3 Inventory row: what ``listing``, ``inventory``,
 ``planner`` and ``verify`` pass around), ``ObjectInfo`` (what HEAD says: what ``moves`` decides by), ``Stamped``
-(a small object read with the store's clock: what ``lease`` judges age by) and ``quoted``.
+(a small object read with the store's clock: what ``lease`` judges age by), ``paged`` (objects -> pages of a
+size) and ``quoted``.
 
 Must not: import boto3 or talk to S3 (``storage`` fills these records), or import anything from s3seg.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,6 +50,18 @@ class ObjectInfo:
     sse_kms_key_id: str | None = None
     bucket_key_enabled: bool | None = None
     raw: dict[str, Any] | None = None
+
+
+def paged(objects: Iterable[Listed], size: int) -> Iterator[list[Listed]]:
+    """The same objects, in the same order, in pages of exactly ``size`` (the last may be shorter)."""
+    page: list[Listed] = []
+    for obj in objects:
+        page.append(obj)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 def quoted(etag: str) -> str:

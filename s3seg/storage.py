@@ -29,7 +29,7 @@ import botocore.session
 import botocore.utils
 
 from s3seg.errors import StorageError, UsageError
-from s3seg.leanpath import LeanPath, UseBotocore
+from s3seg.leanpath import LeanPath, UseBotocore, copy_params
 from s3seg.objects import Listed, ObjectInfo, Stamped, quoted
 from s3seg.s3errors import NOT_FOUND_CODES, RETRYABLE_CODES
 
@@ -352,15 +352,8 @@ class Storage:
             "Bucket": dst_bucket,
             "Key": dst_key,
             "CopySource": {"Bucket": src_bucket, "Key": src_key},
-            "MetadataDirective": "COPY",
-            "TaggingDirective": "COPY",
+            **copy_params(if_match, if_none_match, storage_class),
         }
-        if if_match:
-            kwargs["CopySourceIfMatch"] = if_match
-        if if_none_match:
-            kwargs["IfNoneMatch"] = "*"
-        if storage_class and storage_class != "STANDARD":
-            kwargs["StorageClass"] = storage_class
         if sse:
             kwargs.update(sse)
 
