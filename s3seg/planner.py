@@ -345,4 +345,4 @@ def _exact_collision_check(manifest_tmp: str) -> None:
         os.unlink(db_path)
 
 
-__all__ = ["PlanReport", "Skip", "plan"]
+__all__ = ["PlanReport", "plan"]
