@@ -42,8 +42,9 @@ from s3seg.manifest import Manifest, ManifestInfo
 from s3seg.moves import Direction, Options, Task
 from s3seg.planner import PlanReport
 from s3seg.planner import plan as _plan
+from s3seg.probe import Capabilities, capabilities
+from s3seg.s3errors import PREFLIGHT_REFUSALS, UNREACHABLE
 from s3seg.storage import (
-    Capabilities,
     ClientSpec,
     Storage,
     configured_endpoint,
@@ -185,11 +186,6 @@ def plan(
         raise StoreRefusedError(err, f"plan of {settings.source.url} stopped") from None
 
 
-_UNREACHABLE = frozenset(
-    {"ReadTimeoutError", "ConnectTimeoutError", "EndpointConnectionError", "ConnectionClosedError"}
-)
-
-
 def preflight(spec: ClientSpec, bucket: str, prefix: str | None = None) -> None:
     """One cheap read with at most 2 attempts before the first real request of a run.
 
@@ -209,7 +205,7 @@ def preflight(spec: ClientSpec, bucket: str, prefix: str | None = None) -> None:
         else:
             next(storage.list_pages(bucket, prefix, page_size=1), None)
     except StorageError as err:
-        if err.code in _UNREACHABLE:
+        if err.code in UNREACHABLE:
             where = spec.endpoint_url or "AWS S3"
             err.args = (
                 f"{err} (endpoint {where}; connect_timeout {spec.connect_timeout:g} s, read_timeout "
@@ -285,27 +281,6 @@ def _count_todo(state: JournalState, direction: Direction) -> int:
     return state.rollback_mask().count(1)
 
 
-# Refusals of the capability probe that every move would meet too (unlike an AccessDenied on the probe's
-# scratch prefix, which a prefix-scoped policy may give while allowing the moves themselves).
-PREFLIGHT_REFUSALS = frozenset(
-    {"NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "AllAccessDisabled"}
-)
-
-
-def _capabilities(storage: Storage, bucket: str, mode: str) -> Capabilities:
-    if mode == "server":
-        return Capabilities.trusted()
-    if mode == "client":
-        return Capabilities.none()
-    try:
-        return storage.probe(bucket)
-    except StorageError as err:
-        if err.code in PREFLIGHT_REFUSALS:  # the store refuses this identity or bucket outright: stop here
-            raise StoreRefusedError(err, "the store refused the first request, before any move") from None
-        log.warning("could not probe conditional-header support (%s); checking every condition client-side", err)
-        return Capabilities.none()
-
-
 class ExecHooks(TypedDict, total=False):
     """The keyword arguments of ``apply`` and ``rollback`` (and ``execute_manifest``) beside the manifest,
     ``opts`` and ``target``: progress callbacks, a backend to run batches on instead of the one ``opts`` asks for
@@ -371,7 +346,7 @@ def execute_manifest(
                 probe_bucket = next(_buckets(manifest, direction))
                 if mode == "auto":
                     _phase(on_phase, f"probing conditional-write support in bucket {probe_bucket}")
-                caps = _capabilities(storage, probe_bucket, mode)
+                caps = capabilities(storage, probe_bucket, mode)
                 result.mode = caps.describe()
                 run = _Run(result, journal, manifest, direction, opts, spec, caps, config, threads, processes)
                 _execute_under_lease(run, backend, on_progress, on_phase, lease)

@@ -31,12 +31,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-# Answers that mean "you send too fast" (S3, S3-compatible stores, and the HTTP status codes alone).
-THROTTLE_CODES = frozenset(
-    {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "503", "429"}
-)
-THROTTLE_STATUS = frozenset({429, 503})
-
 
 class AdaptiveLimit:
     """The number of requests allowed in flight, learnt from samples. Not thread-safe (``Gate`` locks)."""

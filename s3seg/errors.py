@@ -22,7 +22,8 @@ the path, with ``os_reason`` saying what went wrong and what to do. Paths are sh
 that are not UTF-8 appear as ``\\xff`` escapes instead of breaking the message.
 
 Low-level (botocore) errors are translated to ``StorageError`` in exactly one place, ``s3seg.storage``;
-nothing above it catches botocore exceptions.
+nothing above it catches botocore exceptions. The S3 error codes a ``StorageError`` is judged by are named in
+``s3seg.s3errors``, with which layer retries what.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from __future__ import annotations
 import enum
 import errno
 import os
+
+from s3seg.s3errors import CREDENTIAL_REFUSALS
 
 
 class ExitCode(enum.IntEnum):
@@ -191,9 +194,6 @@ def show_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
 
 
 # What to tell the operator for the refusals seen before anything changes.
-# S3 error codes that mean "this identity is not accepted here" (as opposed to "not allowed to do this").
-CREDENTIAL_REFUSALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"})
-
 _REFUSAL_HINTS = {
     "ReadTimeoutError": "the endpoint accepted the connection but did not answer in time: check that "
     "--endpoint-url / endpoint_url names an S3 service (or raise read_timeout)",

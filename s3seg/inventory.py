@@ -33,7 +33,9 @@ from typing import IO, Any
 
 from s3seg import columnar
 from s3seg.errors import PlanError, StorageError, UsageError
-from s3seg.storage import NOT_FOUND_CODES, Listed, Storage, quoted
+from s3seg.objects import Listed, paged, quoted
+from s3seg.s3errors import NOT_FOUND_CODES
+from s3seg.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -217,16 +219,7 @@ def pages(
             f"{inventory.url} is an inventory of bucket {inventory.source_bucket!r}, not of {bucket!r} (s3_dir)"
         )
     objects = _csv_objects if inventory.format == "CSV" else _columnar_objects
-    page: list[Listed] = []
-    for obj in objects(storage, inventory, bucket):
-        if not obj.key.startswith(prefix):
-            continue
-        page.append(obj)
-        if len(page) == page_size:
-            yield page
-            page = []
-    if page:
-        yield page
+    yield from paged((obj for obj in objects(storage, inventory, bucket) if obj.key.startswith(prefix)), page_size)
 
 
 def _csv_objects(storage: Storage, inventory: Inventory, bucket: str) -> Iterator[Listed]:

@@ -42,7 +42,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -88,8 +88,6 @@ class Status(enum.IntEnum):
 APPLY_DONE = frozenset({Status.DONE, Status.DEDUPED, Status.ALREADY_DONE, Status.DONE_ELSEWHERE})
 APPLY_CONFLICTS = frozenset({Status.CONFLICT_SOURCE_CHANGED, Status.CONFLICT_DEST_DIFFERS})
 APPLY_FAILURES = frozenset({Status.FAILED_MISSING, Status.FAILED, Status.SKIPPED_ARCHIVED})
-# Apply states in which a copy may be in flight or may have happened without a record saying so.
-APPLY_OPEN = frozenset({Status.INTENT, Status.COPIED, Status.FAILED})
 ROLLBACK_DONE = frozenset({Status.ROLLED_BACK, Status.R_NOT_MOVED})
 ROLLBACK_OPEN = frozenset(
     {
@@ -269,11 +267,6 @@ class JournalState:
         out = bytearray((opened | owned).to_bytes(n, "big"))
         out[0] = 0
         return bytes(out)
-
-    def ids_with(self, statuses: frozenset[Status]) -> Iterator[int]:
-        wanted = bytes(s in statuses for s in range(256))
-        states = self.states
-        return (i for i in range(1, len(states)) if wanted[states[i]])
 
 
 def replay(path: str, *, manifest_sha256: str, entries: int) -> tuple[JournalState, int]:

@@ -32,7 +32,8 @@ same, uncapped, as botocore's legacy handler) and ``adaptive`` (standard plus cl
 botocore's own token bucket and CUBIC rate adjustment, one limiter per lean path), with the same attempts, for
 transport errors, 5xx, throttling and CopyObject's "200 with an error body". Errors come out as
 ``StorageError`` with the same codes botocore's would, and ``retried`` set when an earlier attempt may have been
-applied, so the move protocol's "a 412 after a retry may be our own copy" reasoning holds unchanged.
+applied, so the move protocol's "a 412 after a retry may be our own copy" reasoning holds unchanged. The codes it
+retries and hands back are in ``s3errors``, with how its retries sit between botocore's and the move protocol's.
 
 Must not: decide what a result means for a move (``moves``), or be used by anything but ``storage``. The
 private botocore attributes it reads are pinned by ``tests/unit/test_leanpath_contract.py``.
@@ -65,51 +66,24 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.httpsession import get_cert_path
 from botocore.retries import adaptive, throttling
 from botocore.retries import bucket as retry_bucket
-from botocore.retries.standard import ThrottledRetryableChecker
 
 from s3seg import __version__
 from s3seg.errors import StorageError
+from s3seg.s3errors import (
+    AUTH_SUSPECT_CODES,
+    BOTOCORE_RECOVERS,
+    REGION_CODES,
+    RETRYABLE_CODES,
+    RETRYABLE_STATUS,
+    SIGNING_REFUSED_CODES,
+    THROTTLE_CODES,
+    THROTTLE_STATUS,
+    THROTTLING_CODES,
+)
 
 log = logging.getLogger(__name__)
 
-# Error codes that mean "try the same request again later" (botocore's standard mode retries these too).
-RETRYABLE_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "InternalError",
-        "ServiceUnavailable",
-        "OperationAborted",
-    }
-)
-# Answers botocore knows how to recover from and this path does not: hand the request to botocore.
-_BOTOCORE_CODES = frozenset(
-    {
-        "AuthorizationHeaderMalformed",  # wrong signing region: botocore follows the hint
-        "PermanentRedirect",
-        "TemporaryRedirect",
-        "IllegalLocationConstraintException",
-        "RequestTimeTooSkewed",  # botocore corrects its clock
-        "ExpiredToken",  # botocore refreshes credentials
-        "TokenRefreshRequired",
-        "InvalidToken",
-    }
-)
-# The bucket lives elsewhere (another region or endpoint): botocore follows, this path learns the route again.
-_REGION_CODES = frozenset(
-    {"AuthorizationHeaderMalformed", "PermanentRedirect", "TemporaryRedirect", "IllegalLocationConstraintException"}
-)
-# Throttling, as botocore's standard and adaptive modes recognise it (for the adaptive rate limiter).
 _PACED_BACKOFF = 0.1  # seconds: the most a paced retry of a throttled request sleeps before its pacer slot
-THROTTLING_CODES: frozenset[str] = frozenset(ThrottledRetryableChecker._THROTTLED_ERROR_CODES)  # type: ignore[attr-defined]
-# The store rejects how this path signs or phrases requests: stop using it in this process.
-_REFUSED_CODES = frozenset({"SignatureDoesNotMatch", "InvalidDigest"})
-# Possibly about how this path signed: botocore's answer to the same request is the authoritative one.
-_AUTH_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "403"})
-_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _SAFE = "-_.~/"  # botocore's percent_encode safe set for keys and copy sources
 _CODE = re.compile(rb"<Code>([^<]*)</Code>")
@@ -202,9 +176,32 @@ def amz_now() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
 
-def object_path(base: str, bucket: str, key: str) -> str:
-    """The request path of an object, encoded exactly as botocore encodes it (path-style addressing)."""
-    return f"{base}/{bucket}/{quote(key, safe=_SAFE)}"
+def object_path(prefix: str, key: str) -> str:
+    """The request path of an object under a route's ``prefix``, the key encoded exactly as botocore encodes it."""
+    return f"{prefix}/{quote(key, safe=_SAFE)}"
+
+
+# The header botocore sends for each of ``copy_params``' parameters.
+_COPY_HEADERS = {
+    "MetadataDirective": "x-amz-metadata-directive",
+    "TaggingDirective": "x-amz-tagging-directive",
+    "CopySourceIfMatch": "x-amz-copy-source-if-match",
+    "IfNoneMatch": "If-None-Match",
+    "StorageClass": "x-amz-storage-class",
+}
+
+
+def copy_params(if_match: str | None, if_none_match: bool, storage_class: str) -> dict[str, str]:
+    """CopyObject's parameters (botocore's names) beside the source and destination, for both request paths:
+    keep metadata and tags, the conditions asked for, and the storage class unless it is the default."""
+    params = {"MetadataDirective": "COPY", "TaggingDirective": "COPY"}
+    if if_match:
+        params["CopySourceIfMatch"] = if_match
+    if if_none_match:
+        params["IfNoneMatch"] = "*"
+    if storage_class and storage_class != "STANDARD":
+        params["StorageClass"] = storage_class
+    return params
 
 
 def copy_source(bucket: str, key: str) -> str:
@@ -633,25 +630,17 @@ class LeanPath:
         if self.routes is not None and not plain_bucket(src_bucket):
             raise UseBotocore(f"copy source s3://{src_bucket} is not for the lean path", maybe_applied=False)
         route = self.route(dst_bucket)
-        headers = {
-            "x-amz-copy-source": copy_source(src_bucket, src_key),
-            "x-amz-metadata-directive": "COPY",
-            "x-amz-tagging-directive": "COPY",
-        }
-        if if_match:
-            headers["x-amz-copy-source-if-match"] = if_match
-        if if_none_match:
-            headers["If-None-Match"] = "*"
-        if storage_class and storage_class != "STANDARD":
-            headers["x-amz-storage-class"] = storage_class
-        path = f"{route.prefix}/{quote(dst_key, safe=_SAFE)}"
+        headers = {"x-amz-copy-source": copy_source(src_bucket, src_key)}
+        for name, value in copy_params(if_match, if_none_match, storage_class).items():
+            headers[_COPY_HEADERS[name]] = value
+        path = object_path(route.prefix, dst_key)
         r = self._call(route, "CopyObject", dst_bucket, dst_key, "PUT", path, "", headers, copy=True)
         return _xml_text(_ETAG, r.body)
 
     def head(self, bucket: str, key: str) -> dict[str, str] | None:
         """HeadObject's response headers (lower-cased), or None if the object does not exist."""
         route = self.route(bucket)
-        path = f"{route.prefix}/{quote(key, safe=_SAFE)}"
+        path = object_path(route.prefix, key)
         try:
             r = self._call(route, "HeadObject", bucket, key, "HEAD", path, "", {})
         except StorageError as err:
@@ -663,7 +652,7 @@ class LeanPath:
     def delete(self, bucket: str, key: str, *, if_match: str | None) -> None:
         route = self.route(bucket)
         headers = {"If-Match": if_match} if if_match else {}
-        path = f"{route.prefix}/{quote(key, safe=_SAFE)}"
+        path = object_path(route.prefix, key)
         self._call(route, "DeleteObject", bucket, key, "DELETE", path, "", headers)
 
     def delete_objects(
@@ -763,18 +752,19 @@ class LeanPath:
         # On AWS, a region hint other than the one signed for means the bucket lives elsewhere. (Not for explicit
         # endpoints: some stores name a region of their own on every answer.)
         hint = r.headers.get("x-amz-bucket-region") if self.routes is not None else None
-        elsewhere = 300 <= r.status < 400 or code in _REGION_CODES or (hint is not None and hint != route.signer.region)
-        if elsewhere or code in _BOTOCORE_CODES:
+        elsewhere = 300 <= r.status < 400 or code in REGION_CODES or (hint is not None and hint != route.signer.region)
+        if elsewhere or code in BOTOCORE_RECOVERS:
             if elsewhere and self.routes is not None:
                 self.routes.forget(bucket, route)  # botocore follows the redirect; the route is learned again
             raise UseBotocore(f"{op} answered {r.status} {code}", maybe_applied=False)
-        if code in _AUTH_CODES or (r.status == 400 and not r.body):
-            raise UseBotocore(f"{op} answered {r.status} {code}", maybe_applied=False, suspect=code in _AUTH_CODES)
-        if code in _REFUSED_CODES:
+        suspect = code in AUTH_SUSPECT_CODES
+        if suspect or (r.status == 400 and not r.body):
+            raise UseBotocore(f"{op} answered {r.status} {code}", maybe_applied=False, suspect=suspect)
+        if code in SIGNING_REFUSED_CODES:
             self.disable(f"the store refused a lean {op} request: {code} {message}")
             raise UseBotocore(f"{op} answered {r.status} {code}", maybe_applied=False)
-        retryable = code in RETRYABLE_CODES or r.status in _RETRYABLE_STATUS
-        if (r.status in (429, 503) or code in ("SlowDown", "Throttling", "ThrottlingException")) and self.on_throttle:
+        retryable = code in RETRYABLE_CODES or r.status in RETRYABLE_STATUS
+        if (r.status in THROTTLE_STATUS or code in THROTTLE_CODES) and self.on_throttle:
             self.on_throttle()
         err = StorageError(op, bucket, key, code, message, status=r.status, retryable=retryable, retried=retried)
         if retryable:

@@ -46,13 +46,14 @@ from datetime import UTC, datetime
 from typing import IO
 
 from s3seg.errors import LockedError, StorageError, StoreRefusedError
-from s3seg.storage import PRECONDITION_CODES, Stamped, Storage
+from s3seg.objects import Stamped
+from s3seg.s3errors import NOT_FOUND_CODES, WRITE_CONFLICT_CODES
+from s3seg.storage import Storage
 
 log = logging.getLogger(__name__)
 
 LEASE_KEY = ".s3seg-lease"
 DEFAULT_TTL = 60.0
-_CONFLICT_CODES = PRECONDITION_CODES | {"ConditionalRequestConflict", "409"}
 # Seconds for a dead holder's workers to notice and stop: pool workers poll their parent every 0.1 s; a local
 # Dask cluster's workers check their driver before every object. A remote Dask cluster's workers live on
 # other machines: such a holder is never taken over early.
@@ -143,8 +144,7 @@ class Holder:
 class _Held:
     bucket: str
     etag: str
-    enforced: bool  # the store refused a second create: conditional writes are real here
-    local_lock: IO[bytes] | None = None
+    local_lock: IO[bytes] | None = None  # only where the store ignores conditional writes (``_check_enforced``)
 
 
 @dataclass(slots=True)
@@ -215,14 +215,14 @@ class Lease:
                 etag = self.storage.put(bucket, LEASE_KEY, self.holder.body(), if_none_match=True)
                 return self._check_enforced(bucket, etag)
             except StorageError as err:
-                if err.code not in _CONFLICT_CODES:
+                if err.code not in WRITE_CONFLICT_CODES:
                     raise
             current = self.storage.read_small(bucket, LEASE_KEY)
             if current is None:
                 continue  # released between our two requests: try again
             other = Holder.parse(current.body)
             if other is not None and other.token == self.holder.token:
-                return _Held(bucket, current.etag, True)  # our own create, whose answer was lost and retried
+                return _Held(bucket, current.etag)  # our own create, whose answer was lost and retried
             taken = self._take_over_if_stale(bucket, current, other)
             if taken is not None:
                 return taken
@@ -249,7 +249,7 @@ class Lease:
         try:
             etag = self.storage.put(bucket, LEASE_KEY, self.holder.body(), if_match=current.etag)
         except StorageError as err:
-            if err.code in _CONFLICT_CODES or err.code in ("NoSuchKey", "404"):
+            if err.code in WRITE_CONFLICT_CODES or err.code in NOT_FOUND_CODES:
                 return None  # someone renewed, released or took it first: look again
             raise
         log.warning("took over the stale lease on s3://%s: %s", bucket, why)
@@ -260,8 +260,8 @@ class Lease:
         try:
             again = self.storage.put(bucket, LEASE_KEY, self.holder.body(), if_none_match=True)
         except StorageError as err:
-            if err.code in _CONFLICT_CODES:
-                return _Held(bucket, etag, True)
+            if err.code in WRITE_CONFLICT_CODES:
+                return _Held(bucket, etag)
             raise
         log.warning(
             "THIS STORE IGNORES CONDITIONAL WRITES (If-None-Match on PutObject): the lease on s3://%s cannot "
@@ -269,7 +269,7 @@ class Lease:
             "s3seg on the same buckets from two machines against this store.",
             bucket,
         )
-        return _Held(bucket, again, False, _local_lock(self.scope, bucket, self.wait, self.holder))
+        return _Held(bucket, again, _local_lock(self.scope, bucket, self.wait, self.holder))
 
     # -- renew ---------------------------------------------------------------------------------------------
     def _renew_loop(self) -> None:
@@ -297,7 +297,7 @@ class Lease:
             held.etag = self.storage.put(held.bucket, LEASE_KEY, self.holder.body(), if_match=held.etag)
             return
         except StorageError as err:
-            if err.code not in _CONFLICT_CODES and err.code not in ("NoSuchKey", "404"):
+            if err.code not in WRITE_CONFLICT_CODES and err.code not in NOT_FOUND_CODES:
                 raise
         current = self.storage.read_small(held.bucket, LEASE_KEY)
         other = Holder.parse(current.body) if current is not None else None

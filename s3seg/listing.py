@@ -29,12 +29,12 @@ import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from s3seg.storage import Listed
+from s3seg.objects import Listed, paged
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +75,7 @@ def list_pages(
         yield from storage.list_pages(bucket, prefix, delimiter=delimiter, page_size=page_size)
         return
     run = _ParallelListing(storage, bucket, prefix, delimiter, workers, max_buffered, request_keys)
-    yield from _rechunk(run.pages(), page_size)
-
-
-def _rechunk(pages: Iterable[list[Listed]], size: int) -> Iterator[list[Listed]]:
-    """Same objects, same order, in pages of exactly ``size`` (the last may be shorter)."""
-    out: list[Listed] = []
-    for page in pages:
-        for obj in page:
-            out.append(obj)
-            if len(out) == size:
-                yield out
-                out = []
-    if out:
-        yield out
+    yield from paged(itertools.chain.from_iterable(run.pages()), page_size)
 
 
 def split_points(keys: list[str], upto: str | None, prefix: str, k: int, target: int = 4 * REQUEST_KEYS) -> list[str]:

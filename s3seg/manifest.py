@@ -253,14 +253,6 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def content_sha256(path: str) -> str:
     """SHA-256 of a manifest's uncompressed lines: of the file itself when plain, of its content when gzip."""
     digest = hashlib.sha256()

@@ -48,7 +48,10 @@ from typing import Any, Protocol, TypeVar
 from s3seg.crashpoints import crash_point
 from s3seg.errors import StorageError
 from s3seg.journal import Status
-from s3seg.storage import ARCHIVED_CODES, NOT_FOUND_CODES, PRECONDITION_CODES, Capabilities, ObjectInfo, is_xml_safe
+from s3seg.objects import ObjectInfo
+from s3seg.probe import Capabilities
+from s3seg.s3errors import ARCHIVED_CODES, NOT_FOUND_CODES, PRECONDITION_CODES
+from s3seg.storage import is_xml_safe
 from s3seg.store import Storage
 
 T = TypeVar("T")

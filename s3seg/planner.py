@@ -34,9 +34,10 @@ from s3seg.config import Settings
 from s3seg.errors import PlanError, StorageError, UsageError
 from s3seg.journal import journal_path_for
 from s3seg.listing import list_pages
-from s3seg.manifest import Manifest, ManifestWriter, Move, read_lines
+from s3seg.manifest import ManifestWriter, Move, read_lines
 from s3seg.naming import MAX_KEY_BYTES, Filters, Reason, Rule, Skip, destination, skip_reason
-from s3seg.storage import Listed, Storage
+from s3seg.objects import Listed
+from s3seg.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -344,9 +345,4 @@ def _exact_collision_check(manifest_tmp: str) -> None:
         os.unlink(db_path)
 
 
-def read_header(path: str) -> dict[str, Any]:
-    """The verified header of the manifest at ``path``."""
-    return Manifest(path).info.header
-
-
-__all__ = ["PlanReport", "Skip", "plan", "read_header"]
+__all__ = ["PlanReport", "plan"]

@@ -2,10 +2,12 @@
 
 Owns: client construction from a picklable ``ClientSpec`` (never a client or credentials across a process
 boundary), the explicit botocore retry configuration, the handful of S3 calls (list, get, head, copy,
-multipart copy, delete, batch delete), the probe of which conditional headers a store enforces, and the
-translation of every botocore error into ``StorageError`` (here and nowhere else).
+multipart copy, delete, batch delete, put), and the translation of every botocore error into ``StorageError``
+(here and nowhere else). Every call goes through ``Storage._request``: the lean path first where it applies,
+then botocore for whatever it hands back, then the translation. Which layer retries what: ``s3errors``.
 
-Must not: decide what a result means for a move; ``moves`` does that.
+Must not: decide what a result means for a move (``moves``), or what a store's answers say about its
+capabilities (``probe``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from __future__ import annotations
 import email.utils
 import logging
 import re
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import botocore.config
@@ -27,16 +29,16 @@ import botocore.session
 import botocore.utils
 
 from s3seg.errors import StorageError, UsageError
-from s3seg.leanpath import RETRYABLE_CODES, LeanPath, UseBotocore
+from s3seg.leanpath import LeanPath, UseBotocore, copy_params
+from s3seg.objects import Listed, ObjectInfo, Stamped, quoted
+from s3seg.s3errors import NOT_FOUND_CODES, RETRYABLE_CODES
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-ARCHIVED_CODES = frozenset({"InvalidObjectState", "ObjectNotInActiveTierError"})
-NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
-PRECONDITION_CODES = frozenset({"412", "PreconditionFailed"})
 # What a botocore call can raise: service errors and transport errors. Nothing else is caught here.
 _BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 # XML 1.0 cannot carry these, so DeleteObjects may choke on such keys: delete them one by one.
@@ -160,70 +162,6 @@ def make_storage(spec: ClientSpec, client: S3Client | None = None) -> Storage:
     return Storage(client, lean)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Listed:
-    """One object from a listing page."""
-
-    key: str
-    size: int
-    etag: str
-    storage_class: str
-    last_modified: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Stamped:
-    """A small object as read, with the store's clock at the time of reading."""
-
-    body: bytes
-    etag: str
-    last_modified: datetime
-    server_now: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ObjectInfo:
-    """What HEAD says about an object."""
-
-    etag: str
-    size: int
-    storage_class: str = "STANDARD"
-    content_type: str = ""
-    metadata: dict[str, str] | None = None
-    sse: str | None = None
-    sse_kms_key_id: str | None = None
-    bucket_key_enabled: bool | None = None
-    raw: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Capabilities:
-    """Which conditional headers the store enforces (True) or silently ignores (False)."""
-
-    copy_if_match: bool  # CopyObject CopySourceIfMatch
-    copy_if_none_match: bool  # CopyObject IfNoneMatch="*"
-    delete_if_match: bool  # DeleteObject IfMatch
-    batch_delete_etag: bool  # DeleteObjects per-object ETag
-
-    @classmethod
-    def trusted(cls) -> Capabilities:
-        return cls(copy_if_match=True, copy_if_none_match=True, delete_if_match=True, batch_delete_etag=True)
-
-    @classmethod
-    def none(cls) -> Capabilities:
-        return cls(copy_if_match=False, copy_if_none_match=False, delete_if_match=False, batch_delete_etag=False)
-
-    def describe(self) -> str:
-        def word(flag: bool) -> str:
-            return "server-enforced" if flag else "client-checked"
-
-        return (
-            f"copy source version: {word(self.copy_if_match)}; no-overwrite on copy: "
-            f"{word(self.copy_if_none_match)}; delete condition: "
-            f"{'batched, server-enforced' if self.batch_delete_etag else word(self.delete_if_match)}"
-        )
-
-
 def translate(
     exc: botocore.exceptions.ClientError | botocore.exceptions.BotoCoreError, op: str, bucket: str, key: str
 ) -> StorageError:
@@ -246,11 +184,6 @@ def translate(
     return StorageError(op, bucket, key, type(exc).__name__, str(exc), retryable=True)
 
 
-def quoted(etag: str) -> str:
-    """ETags in one canonical form, quoted as S3 sends them (SeaweedFS drops the quotes on copy results)."""
-    return etag if etag.startswith('"') or etag.startswith('W/"') else f'"{etag}"'
-
-
 def is_xml_safe(key: str) -> bool:
     return _XML_UNSAFE.search(key) is None
 
@@ -266,14 +199,42 @@ class Storage:
         self.client = client
         self.lean = lean
 
-    def _lean(self) -> LeanPath | None:
-        lean = self.lean
-        return lean if lean is not None and lean.enabled else None
+    def _request(
+        self,
+        op: str,
+        bucket: str,
+        key: str,
+        botocore_call: Callable[[], T],
+        lean_call: Callable[[LeanPath], T] | None = None,
+        *,
+        answers: frozenset[str] = frozenset(),
+    ) -> T:
+        """One S3 request: through the lean path (``lean_call``) if there is one and it is on, else (or for
+        whatever it hands back) through botocore (``botocore_call``), every botocore error translated.
 
-    def _after_fallback(self, why: UseBotocore | None, err: StorageError | None = None) -> None:
-        """Bookkeeping once botocore answered a request the lean path handed over."""
-        if why is None:
-            return
+        ``answers``: error codes that are a definite answer to this request (a HEAD's 404), not a failure: for the
+        hand-back bookkeeping botocore then succeeded where the lean path did not. They are still raised.
+        """
+        why: UseBotocore | None = None
+        lean = self.lean
+        if lean_call is not None and lean is not None and lean.enabled:
+            try:
+                return lean_call(lean)
+            except UseBotocore as exc:
+                why = exc
+        try:
+            result = botocore_call()
+        except _BOTO_ERRORS as exc:
+            err = translate(exc, op, bucket, key)
+            if why is not None:
+                self._after_fallback(why, None if err.code in answers else err)
+            raise err from None
+        if why is not None:
+            self._after_fallback(why, None)
+        return result
+
+    def _after_fallback(self, why: UseBotocore, err: StorageError | None) -> None:
+        """Bookkeeping once botocore answered (``err`` None: successfully) a request the lean path handed over."""
         if err is not None and why.maybe_applied:
             err.retried = True  # an earlier lean attempt may have been applied: same rule as botocore retries
         if err is None and why.suspect and self.lean is not None:
@@ -290,10 +251,7 @@ class Storage:
         if start_after:
             kwargs["StartAfter"] = start_after
         while True:
-            try:
-                page = self.client.list_objects_v2(**kwargs)
-            except _BOTO_ERRORS as exc:
-                raise translate(exc, "ListObjectsV2", bucket, prefix) from None
+            page = self._request("ListObjectsV2", bucket, prefix, lambda: self.client.list_objects_v2(**kwargs))
             yield [
                 Listed(
                     key=obj["Key"],
@@ -316,15 +274,12 @@ class Storage:
 
     def get_chunks(self, bucket: str, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
         """The body of an object as a stream of chunks: flat memory for large files (inventory data files)."""
+        body = self._request("GetObject", bucket, key, lambda: self.client.get_object(Bucket=bucket, Key=key)["Body"])
         try:
-            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
-            try:
-                while chunk := body.read(chunk_size):
-                    yield chunk
-            finally:
-                body.close()
-        except _BOTO_ERRORS as exc:
-            raise translate(exc, "GetObject", bucket, key) from None
+            while chunk := self._request("GetObject", bucket, key, lambda: body.read(chunk_size)):
+                yield chunk
+        finally:
+            self._request("GetObject", bucket, key, body.close)
 
     def same_content(
         self, a_bucket: str, a_key: str, b_bucket: str, b_key: str, size: int, chunk: int = 16 * 1024 * 1024
@@ -335,57 +290,44 @@ class Storage:
             parts = []
             for bucket, key in ((a_bucket, a_key), (b_bucket, b_key)):
                 try:
-                    parts.append(self.client.get_object(Bucket=bucket, Key=key, Range=rng)["Body"].read())
-                except _BOTO_ERRORS as exc:
-                    err = translate(exc, "GetObject", bucket, key)
+                    parts.append(self._get_body(bucket, key, Range=rng))
+                except StorageError as err:
                     if err.code in NOT_FOUND_CODES:
                         return False
-                    raise err from None
+                    raise
             if parts[0] != parts[1]:
                 return False
         return True
 
+    def _get_body(self, bucket: str, key: str, **kwargs: Any) -> bytes:
+        return self._request(
+            "GetObject", bucket, key, lambda: self.client.get_object(Bucket=bucket, Key=key, **kwargs)["Body"].read()
+        )
+
     def head(self, bucket: str, key: str, *, full: bool = False) -> ObjectInfo | None:
         """HEAD an object; None if it does not exist. ``full``: with every header botocore parses (``raw``)."""
-        why: UseBotocore | None = None
-        lean = self._lean()
-        if lean is not None and not full:
-            try:
-                headers = lean.head(bucket, key)
-            except UseBotocore as exc:
-                why = exc
-            else:
-                return None if headers is None else _info_from_headers(headers)
+
+        def lean_head(lean: LeanPath) -> ObjectInfo | None:
+            headers = lean.head(bucket, key)
+            return None if headers is None else _info_from_headers(headers)
+
         try:
-            r = self.client.head_object(Bucket=bucket, Key=key)
-        except _BOTO_ERRORS as exc:
-            err = translate(exc, "HeadObject", bucket, key)
+            return self._request(
+                "HeadObject", bucket, key, lambda: _info(self.client.head_object(Bucket=bucket, Key=key)),
+                None if full else lean_head, answers=NOT_FOUND_CODES,
+            )  # fmt: skip
+        except StorageError as err:
             if err.code in NOT_FOUND_CODES:
-                self._after_fallback(why)
                 return None
-            self._after_fallback(why, err)
-            raise err from None
-        self._after_fallback(why)
-        return ObjectInfo(
-            etag=quoted(r["ETag"]),
-            size=r["ContentLength"],
-            storage_class=r.get("StorageClass", "STANDARD"),
-            content_type=r.get("ContentType", ""),
-            metadata=r.get("Metadata", {}),
-            sse=r.get("ServerSideEncryption"),
-            sse_kms_key_id=r.get("SSEKMSKeyId"),
-            bucket_key_enabled=r.get("BucketKeyEnabled"),
-            raw=dict(r),
-        )
+            raise
 
     def tagging(self, bucket: str, key: str) -> str:
         """The object's tags as a URL-encoded query string (what CreateMultipartUpload takes)."""
         from urllib.parse import urlencode
 
-        try:
-            r = self.client.get_object_tagging(Bucket=bucket, Key=key)
-        except _BOTO_ERRORS as exc:
-            raise translate(exc, "GetObjectTagging", bucket, key) from None
+        r = self._request(
+            "GetObjectTagging", bucket, key, lambda: self.client.get_object_tagging(Bucket=bucket, Key=key)
+        )
         return urlencode([(t["Key"], t["Value"]) for t in r.get("TagSet", [])])
 
     # -- writing ----------------------------------------------------------------------------------------------
@@ -406,41 +348,26 @@ class Storage:
         ``CopySource`` is a dict, never a string: botocore then encodes the key exactly once, so keys with
         ``+``, ``%2B``, ``?versionId=`` or unicode copy the right object (S3-FACTS "Copy").
         """
-        why: UseBotocore | None = None
-        lean = self._lean()
-        if lean is not None and not sse:
-            try:
-                etag = lean.copy(
-                    src_bucket, src_key, dst_bucket, dst_key,
-                    if_match=if_match, if_none_match=if_none_match, storage_class=storage_class,
-                )  # fmt: skip
-            except UseBotocore as exc:
-                why = exc
-            else:
-                return quoted(etag)
         kwargs: dict[str, Any] = {
             "Bucket": dst_bucket,
             "Key": dst_key,
             "CopySource": {"Bucket": src_bucket, "Key": src_key},
-            "MetadataDirective": "COPY",
-            "TaggingDirective": "COPY",
+            **copy_params(if_match, if_none_match, storage_class),
         }
-        if if_match:
-            kwargs["CopySourceIfMatch"] = if_match
-        if if_none_match:
-            kwargs["IfNoneMatch"] = "*"
-        if storage_class and storage_class != "STANDARD":
-            kwargs["StorageClass"] = storage_class
         if sse:
             kwargs.update(sse)
-        try:
-            r = self.client.copy_object(**kwargs)
-        except _BOTO_ERRORS as exc:
-            err = translate(exc, "CopyObject", dst_bucket, dst_key)
-            self._after_fallback(why, err)
-            raise err from None
-        self._after_fallback(why)
-        return quoted(str(r["CopyObjectResult"]["ETag"]))
+
+        def lean_copy(lean: LeanPath) -> str:
+            return lean.copy(
+                src_bucket, src_key, dst_bucket, dst_key,
+                if_match=if_match, if_none_match=if_none_match, storage_class=storage_class,
+            )  # fmt: skip
+
+        def botocore_copy() -> str:
+            return str(self.client.copy_object(**kwargs)["CopyObjectResult"]["ETag"])
+
+        # The lean path sends no SSE fields: a copy that must carry them goes through botocore only.
+        return quoted(self._request("CopyObject", dst_bucket, dst_key, botocore_copy, None if sse else lean_copy))
 
     def multipart_copy(
         self,
@@ -476,10 +403,10 @@ class Storage:
             create["Tagging"] = tags
         if sse:
             create.update(sse)
-        try:
-            upload_id = self.client.create_multipart_upload(**create)["UploadId"]
-        except _BOTO_ERRORS as exc:
-            raise translate(exc, "CreateMultipartUpload", dst_bucket, dst_key) from None
+        created = self._request(
+            "CreateMultipartUpload", dst_bucket, dst_key, lambda: self.client.create_multipart_upload(**create)
+        )
+        upload_id = created["UploadId"]
         try:
             parts = []
             for number, start in enumerate(range(0, source.size, part_size), start=1):
@@ -494,10 +421,7 @@ class Storage:
                 }
                 if if_match:
                     part["CopySourceIfMatch"] = if_match
-                try:
-                    r = self.client.upload_part_copy(**part)
-                except _BOTO_ERRORS as exc:
-                    raise translate(exc, "UploadPartCopy", dst_bucket, dst_key) from None
+                r = self._request("UploadPartCopy", dst_bucket, dst_key, partial(self.client.upload_part_copy, **part))
                 parts.append({"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]})
             complete: dict[str, Any] = {
                 "Bucket": dst_bucket,
@@ -507,37 +431,35 @@ class Storage:
             }
             if if_none_match:
                 complete["IfNoneMatch"] = "*"
-            try:
-                r2 = self.client.complete_multipart_upload(**complete)
-            except _BOTO_ERRORS as exc:
-                raise translate(exc, "CompleteMultipartUpload", dst_bucket, dst_key) from None
-            return quoted(str(r2["ETag"]))
+            done = self._request(
+                "CompleteMultipartUpload",
+                dst_bucket,
+                dst_key,
+                lambda: self.client.complete_multipart_upload(**complete),
+            )
+            return quoted(str(done["ETag"]))
         except BaseException:
             try:
-                self.client.abort_multipart_upload(Bucket=dst_bucket, Key=dst_key, UploadId=upload_id)
-            except _BOTO_ERRORS:  # best effort; a stale upload holds no visible object
+                self._request(
+                    "AbortMultipartUpload", dst_bucket, dst_key,
+                    lambda: self.client.abort_multipart_upload(Bucket=dst_bucket, Key=dst_key, UploadId=upload_id),
+                )  # fmt: skip
+            except StorageError:  # best effort; a stale upload holds no visible object
                 log.warning("could not abort multipart upload %s for s3://%s/%s", upload_id, dst_bucket, dst_key)
             raise
 
     def delete(self, bucket: str, key: str, *, if_match: str | None = None) -> None:
         """DeleteObject, conditioned on the ETag where given (never by VersionId: that destroys data)."""
-        why: UseBotocore | None = None
-        lean = self._lean()
-        if lean is not None:
-            try:
-                return lean.delete(bucket, key, if_match=if_match)
-            except UseBotocore as exc:
-                why = exc
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if if_match:
             kwargs["IfMatch"] = if_match
-        try:
+
+        def botocore_delete() -> None:
             self.client.delete_object(**kwargs)
-        except _BOTO_ERRORS as exc:
-            err = translate(exc, "DeleteObject", bucket, key)
-            self._after_fallback(why, err)
-            raise err from None
-        self._after_fallback(why)
+
+        self._request(
+            "DeleteObject", bucket, key, botocore_delete, lambda lean: lean.delete(bucket, key, if_match=if_match)
+        )
 
     def delete_batch(self, bucket: str, items: list[tuple[str, str | None]]) -> dict[str, StorageError]:
         """DeleteObjects for up to 1,000 (key, etag-or-None); returns the per-key errors (empty: all deleted).
@@ -547,32 +469,25 @@ class Storage:
         """
         if not items:
             return {}
-        why: UseBotocore | None = None
-        lean = self._lean()
-        if lean is not None:
-            try:
-                deleted, failed = lean.delete_objects(bucket, items)
-            except UseBotocore as exc:
-                why = exc
-            except StorageError as lean_err:
-                return {key: lean_err for key, _ in items}
-            else:
-                return _batch_errors(bucket, items, deleted, failed)
         objects: list[dict[str, Any]] = []
         for key, etag in items:
             obj: dict[str, Any] = {"Key": key}
             if etag:
                 obj["ETag"] = etag
             objects.append(obj)
-        try:
+
+        def botocore_delete() -> tuple[set[str], list[tuple[str, str, str]]]:
             r = self.client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": False})  # type: ignore[typeddict-item]
-        except _BOTO_ERRORS as exc:
-            err = translate(exc, "DeleteObjects", bucket, items[0][0])
-            self._after_fallback(why, err)
+            failed = [(e.get("Key", ""), e.get("Code", "Unknown"), e.get("Message", "")) for e in r.get("Errors", ())]
+            return {str(d.get("Key")) for d in r.get("Deleted", ())}, failed
+
+        try:
+            deleted, failed = self._request(
+                "DeleteObjects", bucket, items[0][0], botocore_delete, lambda lean: lean.delete_objects(bucket, items)
+            )
+        except StorageError as err:  # the whole request failed: every key is unconfirmed
             return {key: err for key, _ in items}
-        self._after_fallback(why)
-        failed = [(e.get("Key", ""), e.get("Code", "Unknown"), e.get("Message", "")) for e in r.get("Errors", ())]
-        return _batch_errors(bucket, items, {str(d.get("Key")) for d in r.get("Deleted", ())}, failed)
+        return _batch_errors(bucket, items, deleted, failed)
 
     def put(
         self, bucket: str, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
@@ -583,93 +498,28 @@ class Storage:
             kwargs["IfNoneMatch"] = "*"
         if if_match:
             kwargs["IfMatch"] = if_match
-        try:
-            return quoted(str(self.client.put_object(**kwargs)["ETag"]))
-        except _BOTO_ERRORS as exc:
-            raise translate(exc, "PutObject", bucket, key) from None
+        return quoted(str(self._request("PutObject", bucket, key, lambda: self.client.put_object(**kwargs))["ETag"]))
 
     def read_small(self, bucket: str, key: str) -> Stamped | None:
         """A small object's body with its ETag, LastModified and the store's own clock (the answer's Date);
         None if absent. What a lease needs to judge age by the store's clock, never by ours."""
-        try:
+
+        def get() -> tuple[Any, bytes]:
             r = self.client.get_object(Bucket=bucket, Key=key)
-            body = r["Body"].read()
-        except _BOTO_ERRORS as exc:
-            err = translate(exc, "GetObject", bucket, key)
+            return r, r["Body"].read()
+
+        try:
+            r, body = self._request("GetObject", bucket, key, get)
+        except StorageError as err:
             if err.code in NOT_FOUND_CODES:
                 return None
-            raise err from None
+            raise
         date = r.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date", "")
         try:
             server_now = email.utils.parsedate_to_datetime(date)
         except (TypeError, ValueError):
             server_now = datetime.now(UTC)  # a store without a Date header: our clock is all there is
         return Stamped(body=body, etag=quoted(str(r["ETag"])), last_modified=r["LastModified"], server_now=server_now)
-
-    # -- capabilities -----------------------------------------------------------------------------------------
-    def probe(self, bucket: str, prefix: str = ".s3seg-probe/") -> Capabilities:
-        """Find out which conditional headers this store enforces, with scratch objects under ``prefix``.
-
-        Each check sends a request that an enforcing store must refuse with 412; a store that answers 200
-        instead ignores the header, and s3seg then checks that condition itself (HEAD) before acting.
-        Everything created here is deleted again.
-        """
-        self._sweep_stale_probes(bucket, prefix)
-        base = f"{prefix}{uuid.uuid4().hex}/"
-        a, b, c = base + "a", base + "b", base + "c"
-        wrong = '"00000000000000000000000000000000"'
-        created = [a, b]
-        try:
-            self.put(bucket, a, b"s3seg probe a")
-            self.put(bucket, b, b"s3seg probe b")
-            copy_if_match = self._refused(
-                lambda: self.copy(bucket, a, bucket, c, if_match=wrong, if_none_match=False, storage_class="")
-            )
-            created.append(c)
-            copy_if_none_match = self._refused(
-                lambda: self.copy(bucket, a, bucket, b, if_match=None, if_none_match=True, storage_class="")
-            )
-            delete_if_match = self._refused(lambda: self.delete(bucket, a, if_match=wrong))
-            errors = self.delete_batch(bucket, [(b, wrong)])
-            batch_delete_etag = b in errors and errors[b].code in PRECONDITION_CODES
-        finally:
-            for key in created:
-                try:
-                    self.delete(bucket, key)
-                except StorageError:
-                    log.warning("could not delete probe object s3://%s/%s", bucket, key)
-        return Capabilities(
-            copy_if_match=copy_if_match,
-            copy_if_none_match=copy_if_none_match,
-            delete_if_match=delete_if_match,
-            batch_delete_etag=batch_delete_etag,
-        )
-
-    def _sweep_stale_probes(self, bucket: str, prefix: str, max_age: timedelta = timedelta(hours=1)) -> None:
-        """Delete scratch objects that earlier probes, killed mid-way, left under ``prefix`` (older than an hour:
-        a probe takes seconds, so a younger one may belong to a run that is probing right now). Best effort."""
-        cutoff = datetime.now(UTC) - max_age
-        try:
-            for page in self.list_pages(bucket, prefix):
-                stale = [o.key for o in page if datetime.fromisoformat(o.last_modified) < cutoff]
-                for key in stale:
-                    self.delete(bucket, key)
-                if stale:
-                    log.info("removed %d stale probe objects under s3://%s/%s", len(stale), bucket, prefix)
-        except StorageError as err:
-            log.debug("could not sweep old probe objects under s3://%s/%s: %s", bucket, prefix, err)
-
-    @staticmethod
-    def _refused(call: Any) -> bool:
-        try:
-            call()
-        except StorageError as err:
-            if err.code in PRECONDITION_CODES:
-                return True
-            if err.code in ("NotImplemented", "InvalidArgument", "InvalidRequest", "501"):
-                return False
-            raise
-        return False
 
 
 def _batch_errors(
@@ -686,6 +536,21 @@ def _batch_errors(
                 "DeleteObjects", bucket, key, "NotConfirmed", "not in the response", retryable=True
             )
     return errors
+
+
+def _info(r: Any) -> ObjectInfo:
+    """``ObjectInfo`` from botocore's HeadObject answer, every parsed header kept (``raw``)."""
+    return ObjectInfo(
+        etag=quoted(r["ETag"]),
+        size=r["ContentLength"],
+        storage_class=r.get("StorageClass", "STANDARD"),
+        content_type=r.get("ContentType", ""),
+        metadata=r.get("Metadata", {}),
+        sse=r.get("ServerSideEncryption"),
+        sse_kms_key_id=r.get("SSEKMSKeyId"),
+        bucket_key_enabled=r.get("BucketKeyEnabled"),
+        raw=dict(r),
+    )
 
 
 def _info_from_headers(h: dict[str, str]) -> ObjectInfo:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from s3seg.errors import StorageError
-from s3seg.storage import ObjectInfo
+from s3seg.objects import ObjectInfo
 
 
 class Storage(Protocol):

@@ -42,7 +42,7 @@ from s3seg.config import Settings
 from s3seg.journal import expand_ids, replay
 from s3seg.listing import Lister, list_pages
 from s3seg.manifest import Manifest, Move, read_lines
-from s3seg.storage import Listed
+from s3seg.objects import Listed
 
 log = logging.getLogger(__name__)
 

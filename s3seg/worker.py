@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from s3seg import moves
-from s3seg.concurrency import THROTTLE_CODES, THROTTLE_STATUS, AdaptiveLimit, Gate, RateLimiter, ThrottlePacer
+from s3seg.concurrency import AdaptiveLimit, Gate, RateLimiter, ThrottlePacer
 from s3seg.crashpoints import crash_point
 from s3seg.moves import Kind, Options, Result, Task, copy_phase, delete_sources
+from s3seg.s3errors import THROTTLE_CODES, THROTTLE_STATUS
 from s3seg.storage import ClientSpec, make_client, make_storage
 from s3seg.storage import Storage as BotoStorage
 from s3seg.store import Storage

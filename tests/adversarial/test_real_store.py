@@ -1,6 +1,6 @@
 """Which conditional headers each store enforces, and that s3seg is safe whichever it gets.
 
-``Storage.probe`` asks the store itself (a request an enforcing store must refuse with 412). Measured here,
+``probe.probe`` asks the store itself (a request an enforcing store must refuse with 412). Measured here,
 and in /work/probe/FINDINGS.md:
 
 ==================  ==============  ===================  ================  ====================
@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 from advlab import Lab, StoreHandle, local_s3
 
-from s3seg.storage import Capabilities, ClientSpec, Storage, make_client
+from s3seg.probe import Capabilities, probe
+from s3seg.storage import ClientSpec, Storage, make_client
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,7 @@ def test_probe_finds_which_conditional_headers_the_store_enforces(
     client.create_bucket(Bucket=bucket)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", any_store.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", any_store.secret_key)
-    caps = Storage(make_client(ClientSpec(endpoint_url=any_store.endpoint, region="us-east-1"))).probe(bucket)
+    caps = probe(Storage(make_client(ClientSpec(endpoint_url=any_store.endpoint, region="us-east-1"))), bucket)
     assert caps == EXPECTED[any_store.name]
     leftovers = client.list_objects_v2(Bucket=bucket).get("KeyCount", 0)
     assert leftovers == 0, "the probe left scratch objects behind"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from s3seg.storage import ObjectInfo
+from s3seg.objects import ObjectInfo
 
 # Keys every store accepts (SeaweedFS rewrites "//" and "\", rclone refuses "//": FINDINGS.md), chosen for
 # what broke S3 clients before. "plus+sign" and "plus%2Bsign" both exist: one encoding too many or too few

@@ -23,8 +23,9 @@ from s3seg import config as config_mod
 from s3seg.config import S3Location, Settings
 from s3seg.errors import ExitCode, PlanError, UsageError
 from s3seg.manifest import Manifest
+from s3seg.objects import Listed
 from s3seg.planner import PlanReport, plan
-from s3seg.storage import ClientSpec, Listed, Storage, make_client
+from s3seg.storage import ClientSpec, Storage, make_client
 
 NOW = datetime(2023, 1, 2, 3, 4, 5)
 BUCKET = "plan-bkt"

@@ -14,7 +14,7 @@ from helpers import cdr_key, snapshot
 
 from s3seg import commands, verify
 from s3seg.manifest import Manifest, ManifestWriter, Move
-from s3seg.storage import Listed
+from s3seg.objects import Listed
 
 
 def counts(report: verify.VerifyReport) -> dict[str, int]:

@@ -25,7 +25,8 @@ from s3seg import commands, config
 from s3seg.dask_backend import run_copy_batch
 from s3seg.journal import APPLY_DONE
 from s3seg.moves import Kind, Options, Task
-from s3seg.storage import Capabilities, ClientSpec
+from s3seg.probe import Capabilities
+from s3seg.storage import ClientSpec
 from s3seg.worker import WorkerConfig
 
 distributed = pytest.importorskip("distributed")

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from s3seg.listing import list_pages, split_points, utf8
-from s3seg.storage import Listed
+from s3seg.objects import Listed
 
 
 class FakeStore:

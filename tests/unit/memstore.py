@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from s3seg.errors import StorageError
-from s3seg.storage import Capabilities, ObjectInfo, is_xml_safe
+from s3seg.objects import ObjectInfo
+from s3seg.probe import Capabilities
+from s3seg.storage import is_xml_safe
 
 ARCHIVED = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 

@@ -14,7 +14,6 @@ import pytest
 
 from s3seg.errors import ExitCode, JournalError, LockedError
 from s3seg.journal import (
-    APPLY_DONE,
     FORMAT,
     Journal,
     JournalState,
@@ -107,13 +106,6 @@ def test_status_counts_include_pending(jpath: Path) -> None:
         Status.FAILED: 1,
         Status.PENDING: 4,
     }
-
-
-def test_ids_with_a_status(jpath: Path) -> None:
-    fill(jpath)
-    state = replayed(jpath)
-    assert list(state.ids_with(APPLY_DONE)) == [1, 2, 3]
-    assert list(state.ids_with(frozenset({Status.PENDING}))) == [7, 8, 9, 10]
 
 
 def test_copy_etags_and_dedup_survive_replay(jpath: Path) -> None:

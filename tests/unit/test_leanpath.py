@@ -276,7 +276,7 @@ def test_a_copy_is_sent_exactly_as_botocore_sends_it(
         kwargs["StorageClass"] = storage_class
     boto.client.copy_object(**kwargs)
     theirs = boto.last()
-    assert theirs.target == object_path("", "dst-bucket", dst_key)
+    assert theirs.target == object_path("/dst-bucket", dst_key)
     assert theirs.headers["x-amz-copy-source"] == copy_source("src.bucket-1", src_key)
     assert (
         resign_botocore_request(theirs, wire.stub.endpoint, Creds(token=token), region)
@@ -307,7 +307,7 @@ def test_head_and_delete_are_sent_exactly_as_botocore_sends_them(
 
     boto.client.head_object(Bucket="b", Key=key)
     head = boto.last()
-    assert head.target == object_path("", "b", key)
+    assert head.target == object_path("/b", key)
     with mock.patch.object(leanpath, "amz_now", lambda: head.headers["x-amz-date"]):
         assert lean.head("b", key) is not None
     assert_same_request(wire.last(), head, wire.stub.endpoint)

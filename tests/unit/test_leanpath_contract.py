@@ -23,6 +23,7 @@ from botocore.config import Config
 from botocore.retries import adaptive, bucket, standard, throttling
 
 import s3seg.leanpath as leanpath
+from s3seg import s3errors
 from s3seg.leanpath import SigV4
 
 ACCESS_KEY = "AKIDEXAMPLE"
@@ -185,8 +186,8 @@ def test_the_adaptive_limiter_pieces_keep_their_shape() -> None:
 
 
 def test_throttling_codes_are_botocores() -> None:
-    assert {"SlowDown", "Throttling", "ThrottlingException", "RequestThrottled"} <= leanpath.THROTTLING_CODES
-    assert frozenset(standard.ThrottledRetryableChecker._THROTTLED_ERROR_CODES) == leanpath.THROTTLING_CODES
+    assert {"SlowDown", "Throttling", "ThrottlingException", "RequestThrottled"} <= s3errors.THROTTLING_CODES
+    assert frozenset(standard.ThrottledRetryableChecker._THROTTLED_ERROR_CODES) == s3errors.THROTTLING_CODES
 
 
 def test_verified_against() -> None:

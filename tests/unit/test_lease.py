@@ -17,7 +17,7 @@ import pytest
 from s3seg import lease as lease_mod
 from s3seg.errors import LockedError, StorageError
 from s3seg.lease import LEASE_KEY, Holder, Lease
-from s3seg.storage import Stamped
+from s3seg.objects import Stamped
 
 
 @dataclass

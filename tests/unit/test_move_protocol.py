@@ -22,7 +22,7 @@ from memstore import MemStore, etag_of
 from s3seg import moves
 from s3seg.journal import Status
 from s3seg.moves import NEEDS_DELETE, Direction, Kind, Options, Result, Task, copy_phase, delete_sources, final_status
-from s3seg.storage import Capabilities
+from s3seg.probe import Capabilities
 
 X = TypeVar("X")
 Y = TypeVar("Y")

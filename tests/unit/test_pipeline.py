@@ -25,7 +25,8 @@ from s3seg.errors import JournalWriteError
 from s3seg.executor import Pipeline, RunReport, Stop, execute
 from s3seg.journal import Journal, Status, replay
 from s3seg.moves import Direction, Options, Result, Task, copy_phase, delete_sources
-from s3seg.storage import Capabilities, ClientSpec
+from s3seg.probe import Capabilities
+from s3seg.storage import ClientSpec
 
 B = "bkt"
 SHA = "0" * 64
