@@ -109,6 +109,7 @@ class ProcessBackend:
         self.slots = processes * 2  # one batch running and one queued per process: no idle gaps
         self.pipelined = True  # a batch's delete phase runs beside the next batch's copy phase (step_batch)
         self._aborted = False
+        self._shut = False
         self._running: set[Future[Any]] = set()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
@@ -132,6 +133,10 @@ class ProcessBackend:
                 proc.terminate()
 
     def shutdown(self, *, cancel: bool) -> None:
+        """End the pool (waiting for its processes unless aborted); a second call does nothing."""
+        if self._shut:
+            return
+        self._shut = True
         if self._aborted:
             self._pool.shutdown(wait=False, cancel_futures=True)
         else:

@@ -167,9 +167,10 @@ def test_every_phase_is_sent_only_after_its_journal_record_is_on_disk(tmp_path: 
     assert store.snapshot() == {(B, f"out/{i:03}"): f"object {i}".encode() for i in range(1, 11)}
     phases = [phase for phase, _ in backend.submitted]
     assert phases.count("copy") == 3 and phases.count("delete") == 3  # batches of 4, 4, 2
-    if pipelined:  # the next batch's copies go out with this batch's deletes
-        assert backend.submitted[:4] == [("copy", [1, 2, 3, 4]), ("copy", [5, 6, 7, 8]), ("delete", [1, 2, 3, 4]),
-                                         ("copy", [9, 10])]  # fmt: skip
+    if pipelined:  # the next batch's copies go out with the deletes of whichever batch was copied first
+        assert backend.submitted[:2] == [("copy", [1, 2, 3, 4]), ("copy", [5, 6, 7, 8])]
+        assert backend.submitted[2] in [("delete", [1, 2, 3, 4]), ("delete", [5, 6, 7, 8])]
+        assert backend.submitted[3] == ("copy", [9, 10])
     else:
         assert phases == ["copy", "delete"] * 3
 
