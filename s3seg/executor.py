@@ -39,7 +39,7 @@ from typing import Any, NotRequired, Protocol, TypedDict, Unpack
 
 from s3seg.crashpoints import crash_point
 from s3seg.errors import JournalError
-from s3seg.journal import Journal, Status
+from s3seg.journal import APPLY_DONE, ROLLBACK_DONE, Journal, Status
 from s3seg.moves import NEEDS_DELETE, Direction, Kind, Result, Task, final_status
 from s3seg.worker import WorkerConfig, copy_batch, delete_batch, init_process, step_batch
 
@@ -285,6 +285,10 @@ class _Stepping:
 _InFlight = _Copying | _Deleting | _Stepping
 
 
+# Outcomes that finish a move successfully: their detail, if any, is a remark, not a failure line.
+SETTLED = APPLY_DONE | ROLLBACK_DONE
+
+
 def _no_progress(done: int) -> None:
     """The default ``on_progress``: nobody is told."""
 
@@ -441,7 +445,9 @@ class Pipeline:
             key = self._keys.pop(r.id, "")
             if r.code or r.detail:
                 journal.outcome(direction, status, [r.id], r.code or "-", r.detail)
-                if len(report.failures) < self.max_failures_listed:
+                if status in SETTLED:  # a success's remark ("source kept") is journaled, not listed as a failure
+                    pass
+                elif len(report.failures) < self.max_failures_listed:
                     report.failures.append((r.id, status.label, f"{r.code} {r.detail}".strip(), key))
                 else:
                     report.failures_cut = True
