@@ -300,3 +300,21 @@ def test_rollback_runs_the_inverse_moves_through_the_same_pipeline(tmp_path: Pat
     with open(path, encoding="utf-8") as f:
         dirs = [json.loads(line).get("dir") for line in f][1:]
     assert dirs[: dirs.index("rollback")] == ["apply"] * dirs.index("rollback") and dirs[-1] == "rollback"
+
+
+def test_a_rolled_back_dedup_is_a_success_not_a_failure_line(tmp_path: Path) -> None:
+    store, tasks, path = setup(tmp_path, 3)
+    store.put(B, "out/002", b"object 2")  # identical bytes already at the destination: apply dedups move 2
+    with open_journal(path, 3) as journal:
+        applied = execute(journal, Direction.APPLY, tasks, FakeBackend(store, path), config(), batch_size=3)
+    assert applied.counts == {Status.DONE: 2, Status.DEDUPED: 1}
+    inverse = [
+        Task(t.id, t.dst_bucket, t.dst_key, t.src_bucket, t.src_key, t.etag, t.size, same_etags=(t.etag,),
+             keep_source=t.id == 2, resumed=True)
+        for t in tasks
+    ]  # fmt: skip
+    with open_journal(path, 3) as journal:
+        report = execute(journal, Direction.ROLLBACK, inverse, FakeBackend(store, path), config(), batch_size=3)
+    assert report.counts == {Status.ROLLED_BACK: 3}
+    assert report.failures == []  # "source kept" is what a dedup's rollback does, not a failure
+    assert store.snapshot()[(B, "out/002")] == b"object 2"  # their identical object stays where it was
