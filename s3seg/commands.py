@@ -366,8 +366,8 @@ def verify_for_run(manifest: Manifest, journal_path: str) -> ManifestInfo:
     (created only after this, in ``execute_manifest``) records the bucket pairs that verify collected.
 
     Resume (the journal's header names this file's content SHA-256 and lists bucket pairs):
-    ``verify(entries_checked=False, buckets=<the header's pairs>)``: every line is still hashed and counted,
-    ids checked, header and trailer digests compared, but entries are not parsed. Why that is safe:
+    ``Manifest.verify_bound(<that SHA-256>, <the header's pairs>)``: the whole file is still hashed and its
+    lines counted, header and trailer checked, but entries are not parsed. Why that is safe:
 
     - The journal was created by a run that had fully verified a manifest with exactly this content SHA-256
       (the journal is created after ``verify()`` in ``execute_manifest``, and nowhere else in s3seg), so these
@@ -384,8 +384,8 @@ def verify_for_run(manifest: Manifest, journal_path: str) -> ManifestInfo:
     if binding is not None:
         bound_sha256, pairs = binding
         with contextlib.suppress(ManifestError):
-            info = manifest.verify(entries_checked=False, buckets=pairs)
-            if info.sha256 == bound_sha256:
+            info = manifest.verify_bound(bound_sha256, pairs)
+            if info is not None:
                 return info
     return manifest.verify()
 

@@ -40,6 +40,7 @@ from s3seg.errors import ManifestError, ManifestWriteError, os_reason
 FORMAT = 1
 GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
+_TAIL = 1 << 16  # bytes kept from the end of the stream: the trailer line is about 250 bytes
 
 _NAMES: tuple[str, ...]
 _TYPES: tuple[type, ...]
@@ -365,7 +366,7 @@ class Manifest:
         self._stat: tuple[int, int, int, int] | None = None  # (dev, ino, size, mtime_ns) when verified
         self._closer: weakref.finalize[Any, Any] | None = None
         self._entries_sha256 = ""
-        self._claimed: frozenset[tuple[str, str]] | None = None  # bucket pairs taken from verify(buckets=...)
+        self._claimed: frozenset[tuple[str, str]] | None = None  # bucket pairs taken by verify_bound()
 
     def __enter__(self) -> Manifest:
         return self
@@ -458,19 +459,14 @@ class Manifest:
                 yield first, n, block
             first += n
 
-    def verify(self, *, entries_checked: bool = True, buckets: Iterable[tuple[str, str]] | None = None) -> ManifestInfo:
+    def verify(self, *, entries_checked: bool = True) -> ManifestInfo:
         """Check the whole file: header, ids 1..N in order, every entry well-formed, trailer count and digest.
 
         Raises ``ManifestError`` naming the line; a manifest that passes has not been truncated or edited.
-        ``entries_checked=False`` (``status``, and a resume whose journal is bound to this file: see
-        ``commands.verify_for_run``) hashes and counts every line and checks each entry's id from its first
-        bytes, without parsing the entries as JSON: the digests still prove the file is the one plan wrote;
-        ``moves()`` after such a verify checks every entry it yields. Such a verify collects no bucket pairs:
-        ``buckets`` supplies them (``ManifestInfo.buckets``), and ``moves()`` then refuses any entry whose pair
-        is not among them.
+        ``entries_checked=False`` (``status``, which executes nothing) hashes and counts every line and checks
+        each entry's id from its first bytes, without parsing the entries as JSON: the digests still prove the
+        file is the one plan wrote; ``moves()`` after such a verify checks every entry it yields.
         """
-        if entries_checked and buckets is not None:
-            raise ValueError("buckets= is for a light verify (entries_checked=False): a full one collects them")
         fd = self._open()
         before = self._identity(fd)
         whole = hashlib.sha256()
@@ -516,10 +512,51 @@ class Manifest:
             raise self._error(None, "the manifest changed while it was being verified; try again")
         self._stat = before
         self._entries_sha256 = entries.hexdigest()
-        self._claimed = None if buckets is None else frozenset(buckets)
-        if self._claimed is not None:
-            pairs = set(self._claimed)
+        self._claimed = None
         self._info = ManifestInfo(header=header, entries=count, sha256=whole.hexdigest(), buckets=frozenset(pairs))
+        return self._info
+
+    def verify_bound(self, sha256: str, buckets: Iterable[tuple[str, str]]) -> ManifestInfo | None:
+        """A resume's verify, for a file a journal is bound to: ``None`` unless its content SHA-256 is ``sha256``.
+
+        The whole (uncompressed) file is hashed chunk by chunk and its lines counted with ``bytes.count``; only
+        the header and the trailer are parsed (the header digest and the trailer's count are checked as in
+        ``verify()``). The entries digest is taken from the trailer: it is implied, because a journal is bound
+        (``commands.verify_for_run``) only to bytes that passed the full ``verify()`` once, and these are those
+        bytes. ``buckets`` (the pairs that verify found, from the journal's header) become
+        ``ManifestInfo.buckets``, and ``moves()`` then refuses any entry whose pair is not among them; it also
+        parses and checks every entry it yields and re-hashes the entries against the trailer, so even with a
+        hand-edited journal nothing unchecked is executed. Raises ``ManifestError`` on a malformed header or
+        trailer (the caller then does the full verify, for the usual message).
+        """
+        fd = self._open()
+        before = self._identity(fd)
+        whole = hashlib.sha256()
+        newlines = 0
+        head = tail = b""
+        for chunk in self._content(fd):
+            whole.update(chunk)
+            newlines += chunk.count(b"\n")
+            if b"\n" not in head and len(head) < _CHUNK * 16:
+                head += chunk
+            tail = (tail + chunk[-_TAIL:])[-_TAIL:]
+        if whole.hexdigest() != sha256:
+            return None
+        first = head[: head.find(b"\n") + 1]
+        if not first or not tail.endswith(b"\n"):
+            raise self._error(None, "the manifest is truncated")
+        header = self._checked_header(self._parse(first, 1))
+        trailer = self._parse(tail[tail.rfind(b"\n", 0, len(tail) - 1) + 1 :], newlines)
+        if trailer.get("type") != "trailer":
+            raise self._error(newlines, "the last line is not the trailer")
+        entries_sha256 = str(trailer.get("sha256"))
+        self._check_trailer(trailer, newlines - 2, entries_sha256, hashlib.sha256(first).hexdigest())
+        if self._identity(fd) != before:
+            raise self._error(None, "the manifest changed while it was being verified; try again")
+        self._stat = before
+        self._entries_sha256 = entries_sha256
+        self._claimed = frozenset(buckets)
+        self._info = ManifestInfo(header=header, entries=newlines - 2, sha256=sha256, buckets=self._claimed)
         return self._info
 
     def _checked_header(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -566,7 +603,7 @@ class Manifest:
         (``skip.find(0, ...)`` finds no zero) is not split into lines at all.
 
         Every entry yielded is checked (JSON, field types, its id) whatever kind of ``verify()`` came before,
-        and after a verify that took its bucket pairs from elsewhere (``verify(buckets=...)``) its bucket pair
+        and after ``verify_bound()`` (which takes its bucket pairs from the journal's header) its bucket pair
         must be one of them: what a lease covers is then still what is executed.
         """
         info = self.info  # verifies (and opens) the file once

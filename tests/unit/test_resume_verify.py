@@ -201,3 +201,29 @@ def test_block_skip_equals_the_per_line_filter(
 def test_a_short_skip_mask_is_refused(path: Path) -> None:
     with pytest.raises(ValueError, match="skip mask"):
         list(Manifest(str(path)).moves(skip=bytes(len(MOVES))))
+
+
+def test_a_manifest_edited_after_its_journal_gets_the_full_verify_and_its_usual_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = tmp_path / "plan.jsonl"
+    write(p, MOVES)
+    jpath = _journal(p)
+    p.write_bytes(p.read_bytes().replace(b'"size":30,', b'"size":31,', 1))  # entry 3, trailer unchanged
+    calls = _count_parses(monkeypatch)
+    with pytest.raises(ManifestError, match="the manifest was edited"):
+        verify_for_run(Manifest(str(p)), jpath)
+    assert len(calls) > len(MOVES)  # the bound digest differed: the full verify ran
+
+
+def test_verify_bound_gives_what_the_full_verify_gives(path: Path) -> None:
+    full = Manifest(str(path)).verify()
+    bound = Manifest(str(path)).verify_bound(full.sha256, PAIRS)
+    assert bound is not None
+    assert (bound.header, bound.entries, bound.sha256, bound.buckets) == (
+        full.header,
+        full.entries,
+        full.sha256,
+        full.buckets,
+    )
+    assert Manifest(str(path)).verify_bound("0" * 64, PAIRS) is None
