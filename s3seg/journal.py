@@ -2,7 +2,8 @@
 
 Layout (JSONL, next to the manifest as ``<manifest>.journal`` unless overridden)::
 
-    {"type": "header", "format": 2, "manifest_sha256": "...", "manifest": "plan.jsonl", "created": "..."}
+    {"type": "header", "format": 2, "manifest_sha256": "...", "manifest": "plan.jsonl", "created": "...",
+     "buckets": [["src", "dst"], ...]}                        the manifest's bucket pairs (absent in older ones)
     {"ev": "intent", "dir": "apply", "ids": [[1, 500]]}         durable BEFORE any copy of those ids
     {"ev": "copied", "dir": "apply", "ids": [[1, 498], 500], "etags": {"2": "\"...\""}, "dedup": [3]}
                                                               durable BEFORE the source deletes
