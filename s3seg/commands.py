@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import os
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
@@ -34,6 +34,7 @@ from s3seg.journal import (
     Journal,
     JournalState,
     Status,
+    header_buckets,
     journal_path_for,
     replay,
 )
@@ -310,10 +311,10 @@ def execute_manifest(
     on_phase, backend, lease = hooks.get("on_phase", _nothing), hooks.get("backend"), hooks.get("lease")
     direction = Direction(direction)  # "apply" and "rollback" as plain strings are accepted too
     manifest = Manifest(manifest_path)
-    info = manifest.verify()
+    journal_path = opts.journal or journal_path_for(manifest_path)
+    info = verify_for_run(manifest, journal_path)
     endpoint = _check_target(info, manifest_path, target)
     config = dataclasses.replace(header_settings(info, manifest_path), endpoint_url=endpoint)
-    journal_path = opts.journal or journal_path_for(manifest_path)
     name = os.path.basename(manifest_path)
 
     if opts.dry_run:
@@ -321,7 +322,9 @@ def execute_manifest(
     if backend is None:
         _check_executor(opts)  # before the journal or any S3 client
 
-    with _LoggedJournal(journal_path, manifest_sha256=info.sha256, manifest_name=name, entries=info.entries) as journal:
+    with _LoggedJournal(
+        journal_path, manifest_sha256=info.sha256, manifest_name=name, entries=info.entries, buckets=info.buckets
+    ) as journal:
         todo = _count_todo(journal.state, direction)
         result = ExecResult(direction, manifest_path, journal_path, info.entries, todo, RunReport(direction))
         on_start(todo)
@@ -358,6 +361,39 @@ def execute_manifest(
                 _execute_under_lease(run, backend, own_backend, on_progress, on_phase, lease)
         result.totals = {s.label: n for s, n in journal.state.counts().items()}
     return result
+
+
+def verify_for_run(manifest: Manifest, journal_path: str) -> ManifestInfo:
+    """Verify ``manifest`` before apply or rollback: fully for a first run, lightly for a resume.
+
+    First run (no journal, or one without bucket pairs in its header, or one bound to another file): the full
+    ``verify()``, every entry JSON-parsed and type-checked, before the journal is created and before any S3
+    client exists. A forged or hand-edited manifest is refused here with nothing sent to S3, and the journal
+    (created only after this, in ``execute_manifest``) records the bucket pairs that verify collected.
+
+    Resume (the journal's header names this file's content SHA-256 and lists bucket pairs):
+    ``Manifest.verify_bound(<that SHA-256>, <the header's pairs>)``: the whole file is still hashed and its
+    lines counted, header and trailer checked, but entries are not parsed. Why that is safe:
+
+    - The journal was created by a run that had fully verified a manifest with exactly this content SHA-256
+      (the journal is created after ``verify()`` in ``execute_manifest``, and nowhere else in s3seg), so these
+      very bytes passed the full check once; the light pass proves they are still those bytes.
+    - Whatever the journal says, nothing unchecked is executed: ``moves()`` JSON-parses and type-checks every
+      entry it yields (a malformed one is refused before it becomes a request), and refuses an entry whose
+      bucket pair the header does not list, so the lease (taken over the header's buckets) covers every move
+      executed, even against a hand-edited journal. Entries the journal marks done are only hashed.
+    - A light verify that fails, or a digest that differs from the journal's, falls back to the full verify,
+      so errors read exactly as in a first run (and a journal of another manifest is then refused on opening,
+      as before, still before any S3 client exists).
+    """
+    binding = header_buckets(journal_path)
+    if binding is not None:
+        bound_sha256, pairs = binding
+        with contextlib.suppress(ManifestError):
+            info = manifest.verify_bound(bound_sha256, pairs)
+            if info is not None:
+                return info
+    return manifest.verify()
 
 
 def _lease(
@@ -450,8 +486,18 @@ class _LoggedJournal(Journal):
     skip, ERROR for a failure. The keys come from the tasks as the pipeline takes them (``watch``), so only
     the moves in flight are remembered."""
 
-    def __init__(self, path: str, *, manifest_sha256: str, manifest_name: str, entries: int) -> None:
-        super().__init__(path, manifest_sha256=manifest_sha256, manifest_name=manifest_name, entries=entries)
+    def __init__(
+        self,
+        path: str,
+        *,
+        manifest_sha256: str,
+        manifest_name: str,
+        entries: int,
+        buckets: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        super().__init__(
+            path, manifest_sha256=manifest_sha256, manifest_name=manifest_name, entries=entries, buckets=buckets
+        )
         self._in_flight: dict[int, str] = {}
 
     def __enter__(self) -> _LoggedJournal:

@@ -2,7 +2,8 @@
 
 Layout (JSONL, next to the manifest as ``<manifest>.journal`` unless overridden)::
 
-    {"type": "header", "format": 2, "manifest_sha256": "...", "manifest": "plan.jsonl", "created": "..."}
+    {"type": "header", "format": 2, "manifest_sha256": "...", "manifest": "plan.jsonl", "created": "...",
+     "buckets": [["src", "dst"], ...]}                        the manifest's bucket pairs (absent in older ones)
     {"ev": "intent", "dir": "apply", "ids": [[1, 500]]}         durable BEFORE any copy of those ids
     {"ev": "copied", "dir": "apply", "ids": [[1, 498], 500], "etags": {"2": "\"...\""}, "dedup": [3]}
                                                               durable BEFORE the source deletes
@@ -312,6 +313,36 @@ def replay(path: str, *, manifest_sha256: str, entries: int) -> tuple[JournalSta
     return state, offset
 
 
+_HEADER_LIMIT = 1 << 20
+
+
+def header_buckets(path: str) -> tuple[str, frozenset[tuple[str, str]]] | None:
+    """``(manifest_sha256, bucket pairs)`` from a journal's header, or ``None`` if it has no usable header.
+
+    The pairs are the manifest's (source bucket, destination bucket) pairs as the run that created the journal
+    found them in its full verify of that manifest (``Journal(buckets=...)``). Journals written before this
+    field existed, a missing, empty or unreadable file, a torn or malformed header: ``None`` (the caller then
+    does the full verify; ``replay`` judges the journal itself as before). Reads only the first line.
+    """
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(_HEADER_LIMIT)
+    except OSError:
+        return None
+    record = _parse(first)
+    if record is None or record.get("type") != "header" or type(record.get("manifest_sha256")) is not str:
+        return None
+    pairs = record.get("buckets")
+    if type(pairs) is not list or not pairs:
+        return None
+    out: set[tuple[str, str]] = set()
+    for pair in pairs:
+        if type(pair) is not list or len(pair) != 2 or not all(type(b) is str and b for b in pair):
+            return None
+        out.add((pair[0], pair[1]))
+    return record["manifest_sha256"], frozenset(out)
+
+
 class Journal:
     """The single writer of one journal file: holds the lock, the replayed ``state``, and appends records.
 
@@ -319,8 +350,17 @@ class Journal:
     manifest's SHA-256.
     """
 
-    def __init__(self, path: str, *, manifest_sha256: str, manifest_name: str, entries: int) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        manifest_sha256: str,
+        manifest_name: str,
+        entries: int,
+        buckets: Iterable[tuple[str, str]] = (),
+    ) -> None:
         self.path = path
+        self._buckets = sorted(set(buckets))  # written into a new journal's header (``header_buckets``)
         self._failure = ""  # set by the first failed write: every later append, sync or flush refuses
         _check_journal_path(path)  # a directory or a device is refused before a lock file is created beside it
         self._lock_file = _lock(path + ".lock")
@@ -356,13 +396,15 @@ class Journal:
             # (records follow a durable header). Start afresh; appending after a truncated header would leave
             # a journal that every later open refuses.
         new: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 - closed in close()
-        header = {
+        header: dict[str, Any] = {
             "type": "header",
             "format": FORMAT,
             "manifest_sha256": manifest_sha256,
             "manifest": manifest_name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+        if self._buckets:
+            header["buckets"] = [list(pair) for pair in self._buckets]
         try:
             new.write(json.dumps(header).encode() + b"\n")
             _durable(new)

@@ -40,6 +40,7 @@ from s3seg.errors import ManifestError, ManifestWriteError, os_reason
 FORMAT = 1
 GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
+_TAIL = 1 << 16  # bytes kept from the end of the stream: the trailer line is about 250 bytes
 
 _NAMES: tuple[str, ...]
 _TYPES: tuple[type, ...]
@@ -365,6 +366,7 @@ class Manifest:
         self._stat: tuple[int, int, int, int] | None = None  # (dev, ino, size, mtime_ns) when verified
         self._closer: weakref.finalize[Any, Any] | None = None
         self._entries_sha256 = ""
+        self._claimed: frozenset[tuple[str, str]] | None = None  # bucket pairs taken by verify_bound()
 
     def __enter__(self) -> Manifest:
         return self
@@ -413,17 +415,49 @@ class Manifest:
             offset += len(chunk)
             yield chunk
 
-    def _lines(self, fd: int) -> Iterator[bytes]:
-        """The file's (uncompressed) lines; a gzip file is recognised by its magic and decompressed."""
+    def _content(self, fd: int) -> Iterator[bytes]:
+        """The file's uncompressed bytes in chunks; a gzip file is recognised by its magic and decompressed."""
         if os.pread(fd, 2, 0) != GZIP_MAGIC:
-            yield from _split_lines(self._chunks(fd))
+            yield from self._chunks(fd)
             return
         try:
-            yield from _split_lines(_gunzip(self._chunks(fd)))
+            yield from _gunzip(self._chunks(fd))
         except TruncatedGzip:
             raise self._error(None, "the compressed manifest is truncated (was `s3seg plan` interrupted?)") from None
         except zlib.error as exc:
             raise self._error(None, f"the compressed manifest is corrupt ({exc}); plan again") from None
+
+    def _lines(self, fd: int) -> Iterator[bytes]:
+        """The file's (uncompressed) lines."""
+        return _split_lines(self._content(fd))
+
+    def _entry_blocks(self, fd: int, entries: int) -> Iterator[tuple[int, int, bytes]]:
+        """The entry lines as blocks of whole lines: ``(id of the first line, number of lines, bytes)``.
+
+        The header line is cut off the front and the trailer off the back (by count: ``verify()`` proved there
+        are exactly ``entries`` entries), so the blocks concatenated are exactly the bytes the trailer's entries
+        digest covers. One block per chunk read (about 1 MiB), found with C-level ``rfind``/``count``.
+        """
+        pending = b""
+        first = 0  # 0: the header is not passed yet
+        for chunk in self._content(fd):
+            buf = pending + chunk if pending else chunk
+            end = buf.rfind(b"\n") + 1
+            block, pending = buf[:end], buf[end:]
+            if not block:
+                continue
+            if first == 0:
+                block, first = block[block.find(b"\n") + 1 :], 1
+            n = block.count(b"\n")
+            if first + n > entries:  # the trailer starts in this block
+                n = entries - first + 1
+                block = block[: _end_of_line(block, n)]
+                if n:
+                    yield first, n, block
+                return
+            if n:
+                yield first, n, block
+            first += n
 
     def verify(self, *, entries_checked: bool = True) -> ManifestInfo:
         """Check the whole file: header, ids 1..N in order, every entry well-formed, trailer count and digest.
@@ -478,7 +512,51 @@ class Manifest:
             raise self._error(None, "the manifest changed while it was being verified; try again")
         self._stat = before
         self._entries_sha256 = entries.hexdigest()
+        self._claimed = None
         self._info = ManifestInfo(header=header, entries=count, sha256=whole.hexdigest(), buckets=frozenset(pairs))
+        return self._info
+
+    def verify_bound(self, sha256: str, buckets: Iterable[tuple[str, str]]) -> ManifestInfo | None:
+        """A resume's verify, for a file a journal is bound to: ``None`` unless its content SHA-256 is ``sha256``.
+
+        The whole (uncompressed) file is hashed chunk by chunk and its lines counted with ``bytes.count``; only
+        the header and the trailer are parsed (the header digest and the trailer's count are checked as in
+        ``verify()``). The entries digest is taken from the trailer: it is implied, because a journal is bound
+        (``commands.verify_for_run``) only to bytes that passed the full ``verify()`` once, and these are those
+        bytes. ``buckets`` (the pairs that verify found, from the journal's header) become
+        ``ManifestInfo.buckets``, and ``moves()`` then refuses any entry whose pair is not among them; it also
+        parses and checks every entry it yields and re-hashes the entries against the trailer, so even with a
+        hand-edited journal nothing unchecked is executed. Raises ``ManifestError`` on a malformed header or
+        trailer (the caller then does the full verify, for the usual message).
+        """
+        fd = self._open()
+        before = self._identity(fd)
+        whole = hashlib.sha256()
+        newlines = 0
+        head = tail = b""
+        for chunk in self._content(fd):
+            whole.update(chunk)
+            newlines += chunk.count(b"\n")
+            if b"\n" not in head and len(head) < _CHUNK * 16:
+                head += chunk
+            tail = (tail + chunk[-_TAIL:])[-_TAIL:]
+        if whole.hexdigest() != sha256:
+            return None
+        first = head[: head.find(b"\n") + 1]
+        if not first or not tail.endswith(b"\n"):
+            raise self._error(None, "the manifest is truncated")
+        header = self._checked_header(self._parse(first, 1))
+        trailer = self._parse(tail[tail.rfind(b"\n", 0, len(tail) - 1) + 1 :], newlines)
+        if trailer.get("type") != "trailer":
+            raise self._error(newlines, "the last line is not the trailer")
+        entries_sha256 = str(trailer.get("sha256"))
+        self._check_trailer(trailer, newlines - 2, entries_sha256, hashlib.sha256(first).hexdigest())
+        if self._identity(fd) != before:
+            raise self._error(None, "the manifest changed while it was being verified; try again")
+        self._stat = before
+        self._entries_sha256 = entries_sha256
+        self._claimed = frozenset(buckets)
+        self._info = ManifestInfo(header=header, entries=newlines - 2, sha256=sha256, buckets=self._claimed)
         return self._info
 
     def _checked_header(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -520,32 +598,58 @@ class Manifest:
         """Stream the entries in id order, from the very file ``verify()`` checked (verified first if needed).
 
         ``skip[id]`` true: that entry is hashed (the digest still covers every line) but neither parsed nor
-        yielded -- how a resume passes over what is done at the speed of hashing.
+        yielded -- how a resume passes over what is done at the speed of hashing. The entry region is read in
+        blocks of whole lines: each block is hashed with one ``update``, and a block whose ids are all skipped
+        (``skip.find(0, ...)`` finds no zero) is not split into lines at all.
+
+        Every entry yielded is checked (JSON, field types, its id) whatever kind of ``verify()`` came before,
+        and after ``verify_bound()`` (which takes its bucket pairs from the journal's header) its bucket pair
+        must be one of them: what a lease covers is then still what is executed.
         """
         info = self.info  # verifies (and opens) the file once
         fd = self._open()
+        if skip is not None and len(skip) <= info.entries:
+            raise ValueError(f"skip mask of {len(skip)} bytes for {info.entries} entries (index by id: 1..N)")
         self._check_unchanged(fd)
         digest = hashlib.sha256()
-        update = digest.update
-        lines = self._lines(fd)
-        next(lines, None)  # header
-        entries = info.entries
-        move_id = 0
-        for raw in lines:
-            if move_id == entries:
-                break  # the trailer
-            move_id += 1
-            update(raw)
-            if skip is not None and skip[move_id]:
-                continue
-            data = self._parse(raw, move_id + 1)
-            try:
-                move = Move.from_dict(data)
-            except ValueError as exc:
-                raise self._error(move_id + 1, f"malformed entry: {exc}") from None
-            if move.id != move_id:
-                raise self._error(move_id + 1, "the manifest's entries changed after it was verified")
-            yield move
+        for first, n, block in self._entry_blocks(fd, info.entries):
+            digest.update(block)
+            stop = first + n
+            move_id = first if skip is None else skip.find(0, first, stop)
+            if move_id == -1:
+                continue  # every entry of this block is skipped
+            lines = block.split(b"\n")
+            while move_id != -1:
+                yield self._checked_move(lines[move_id - first], move_id)
+                move_id += 1
+                if move_id == stop:
+                    break
+                if skip is not None:
+                    move_id = skip.find(0, move_id, stop)
         self._check_unchanged(fd)
         if digest.hexdigest() != self._entries_sha256:
             raise self._error(None, "the manifest's entries changed after it was verified")
+
+    def _checked_move(self, raw: bytes, move_id: int) -> Move:
+        data = self._parse(raw, move_id + 1)
+        try:
+            move = Move.from_dict(data)
+        except ValueError as exc:
+            raise self._error(move_id + 1, f"malformed entry: {exc}") from None
+        if move.id != move_id:
+            raise self._error(move_id + 1, "the manifest's entries changed after it was verified")
+        if self._claimed is not None and (move.src_bucket, move.dst_bucket) not in self._claimed:
+            raise self._error(
+                move_id + 1,
+                f"entry moves s3://{move.src_bucket} -> s3://{move.dst_bucket}, a bucket pair the journal's header "
+                "does not list: the manifest or the journal was edited",
+            )
+        return move
+
+
+def _end_of_line(block: bytes, n: int) -> int:
+    """The offset just after the ``n``-th line of ``block`` (0 for ``n == 0``)."""
+    end = 0
+    for _ in range(n):
+        end = block.index(b"\n", end) + 1
+    return end
