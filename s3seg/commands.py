@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import os
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
@@ -486,18 +486,8 @@ class _LoggedJournal(Journal):
     skip, ERROR for a failure. The keys come from the tasks as the pipeline takes them (``watch``), so only
     the moves in flight are remembered."""
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        manifest_sha256: str,
-        manifest_name: str,
-        entries: int,
-        buckets: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        super().__init__(
-            path, manifest_sha256=manifest_sha256, manifest_name=manifest_name, entries=entries, buckets=buckets
-        )
+    def __init__(self, path: str, **binding: Any) -> None:
+        super().__init__(path, **binding)  # the manifest binding, as ``Journal`` takes it
         self._in_flight: dict[int, str] = {}
 
     def __enter__(self) -> _LoggedJournal:

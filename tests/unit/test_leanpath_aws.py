@@ -76,8 +76,8 @@ class Aws:
                 retries=retries,
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
-                connect_timeout=2,
-                read_timeout=2,
+                connect_timeout=10,
+                read_timeout=10,
                 **config,
             ),
         )
@@ -432,8 +432,8 @@ def test_redirects_from_the_endpoint_botocore_still_resolves_pin_the_bucket_to_b
 def test_a_region_hint_from_an_explicit_endpoint_store_is_not_a_redirect() -> None:
     # Some S3-compatible stores name their own region on every answer: that is no reason to leave the lean path.
     with running_stub() as stub:
-        lean = LeanPath(stub.endpoint, leanpath.SigV4(Creds(), "eu-west-1"), max_attempts=1, connect_timeout=2,
-                        read_timeout=2)  # fmt: skip
+        lean = LeanPath(stub.endpoint, leanpath.SigV4(Creds(), "eu-west-1"), max_attempts=1, connect_timeout=10,
+                        read_timeout=10)  # fmt: skip
         stub.script(Reply(404, error_xml("NoSuchKey"), headers={"x-amz-bucket-region": "us-east-1"}))
         try:
             assert lean.head("b", "k") is None
