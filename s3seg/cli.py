@@ -26,7 +26,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, NoReturn, TextIO
 
@@ -530,20 +530,10 @@ def _exec_opts(args: argparse.Namespace) -> commands.ExecOptions:
         raise UsageError("--lock-wait must be 0 or more seconds")
     if args.max_requests_per_second is not None and not args.max_requests_per_second > 0:
         raise UsageError("--max-requests-per-second must be above 0")
-    return commands.ExecOptions(
-        journal=args.journal,
-        processes=args.processes,
-        threads=args.threads,
-        batch_size=args.batch_size,
-        concurrency=args.concurrency,
-        max_requests_per_second=args.max_requests_per_second,
-        conditional_writes=args.conditional_writes,
-        dry_run=getattr(args, "dry_run", False),
-        log_level=logging.DEBUG if args.verbose else logging.INFO,
-        executor=args.executor,
-        scheduler=args.scheduler,
-        lock_wait=args.lock_wait,
-    )
+    # Each option is the flag of the same name (a command without that flag gets the default), but the log level.
+    named: dict[str, Any] = {f.name: getattr(args, f.name, f.default) for f in fields(commands.ExecOptions)}
+    del named["log_level"]
+    return commands.ExecOptions(**named, log_level=logging.DEBUG if args.verbose else logging.INFO)
 
 
 def _load_settings(args: argparse.Namespace) -> config_mod.Settings:

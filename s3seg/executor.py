@@ -40,11 +40,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from itertools import islice
 from logging.handlers import QueueListener
-from typing import Any, Protocol
+from typing import Any, NotRequired, Protocol, TypedDict, Unpack
 
 from s3seg.crashpoints import crash_point
 from s3seg.errors import JournalError
-from s3seg.journal import Journal, Status
+from s3seg.journal import APPLY_DONE, ROLLBACK_DONE, Journal, Status
 from s3seg.moves import NEEDS_DELETE, Direction, Kind, Result, Task, final_status
 from s3seg.worker import WorkerConfig, copy_batch, delete_batch, init_process, step_batch
 
@@ -118,6 +118,7 @@ class ProcessBackend:
         self.slots = processes * 2  # one batch running and one queued per process: no idle gaps
         self.pipelined = True  # a batch's delete phase runs beside the next batch's copy phase (step_batch)
         self._aborted = False
+        self._shut = False
         self._running: set[Future[Any]] = set()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
@@ -149,6 +150,10 @@ class ProcessBackend:
                 proc.terminate()
 
     def shutdown(self, *, cancel: bool) -> None:
+        """End the pool (waiting for its processes unless aborted); a second call does nothing."""
+        if self._shut:
+            return
+        self._shut = True
         if self._aborted:
             self._pool.shutdown(wait=False, cancel_futures=True)
         else:
@@ -336,6 +341,29 @@ class _Stepping:
 _InFlight = _Copying | _Deleting | _Stepping
 
 
+# Outcomes that finish a move successfully: their detail, if any, is a remark, not a failure line.
+SETTLED = APPLY_DONE | ROLLBACK_DONE
+
+
+def _no_progress(done: int) -> None:
+    """The default ``on_progress``: nobody is told."""
+
+
+def _no_guard() -> str:
+    """The default ``guard``: nothing stops the run."""
+    return ""
+
+
+class RunOptions(TypedDict):
+    """The keyword arguments of ``execute`` and ``Pipeline`` (beside journal, direction, tasks, backend, config)."""
+
+    batch_size: int  # tasks per batch (one DeleteObjects request at most 1,000)
+    on_progress: NotRequired[Callable[[int], None]]  # told how far the bar moves (``ProgressMeter``)
+    guard: NotRequired[Callable[[], str]]  # asked between steps; a non-empty answer stops the run at once
+    max_failures_listed: NotRequired[int]  # failure lines kept in the report (default 50; the rest are counted)
+    breaker: NotRequired[int]  # consecutive identical failures that stop the run (default 0: off)
+
+
 class Pipeline:
     """Runs tasks through copy and delete phases on a backend, journaling each step in order (module doc).
 
@@ -352,28 +380,20 @@ class Pipeline:
         tasks: Iterable[Task],
         backend: Backend,
         cfg: WorkerConfig,
-        *,
-        batch_size: int,
-        on_progress: Callable[[int], None],
         stop: Stop,
-        guard: Callable[[], str],
-        max_failures_listed: int,
-        breaker: int = 0,
+        **opts: Unpack[RunOptions],
     ) -> None:
-        self.journal = journal
+        self.journal, self.backend, self.cfg, self.stop = journal, backend, cfg, stop
         self.direction = Direction(direction)  # a plain "apply"/"rollback" from a caller is accepted
-        self.backend = backend
-        self.cfg = cfg
-        self.on_progress = on_progress
-        self.stop = stop
-        self.guard = guard
-        self.max_failures_listed = max_failures_listed
+        self.on_progress = opts.get("on_progress", _no_progress)
+        self.guard = opts.get("guard", _no_guard)
+        self.max_failures_listed = opts.get("max_failures_listed", 50)
         self.report = RunReport(self.direction)
-        self.breaker = CircuitBreaker(breaker)
+        self.breaker = CircuitBreaker(opts.get("breaker", 0))
         self.in_flight: dict[Future[Any], _InFlight] = {}
         self._keys: dict[int, str] = {}  # id -> s3://bucket/key of each task in flight (failure lines name it)
-        self._batches = _batches(tasks, batch_size)
-        self.meter = ProgressMeter(on_progress)
+        self._batches = _batches(tasks, opts["batch_size"])
+        self.meter = ProgressMeter(self.on_progress)
         self._handed = 0  # moves handed to the backend (their intent journaled): the cap of the estimate
         # A backend may count objects past their copy phase as they finish (``ProcessBackend.progressed``);
         # its count is cumulative, so this run's share is what it counts beyond the count at the start.
@@ -490,7 +510,9 @@ class Pipeline:
             key = self._keys.pop(r.id, "")
             if r.code or r.detail:
                 journal.outcome(direction, status, [r.id], r.code or "-", r.detail)
-                if len(report.failures) < self.max_failures_listed:
+                if status in SETTLED:  # a success's remark ("source kept") is journaled, not listed as a failure
+                    pass
+                elif len(report.failures) < self.max_failures_listed:
                     report.failures.append((r.id, status.label, f"{r.code} {r.detail}".strip(), key))
                 else:
                     report.failures_cut = True
@@ -510,12 +532,7 @@ def execute(
     tasks: Iterable[Task],
     backend: Backend,
     cfg: WorkerConfig,
-    *,
-    batch_size: int,
-    on_progress: Callable[[int], None] = lambda n: None,
-    guard: Callable[[], str] = lambda: "",
-    max_failures_listed: int = 50,
-    breaker: int = 0,
+    **opts: Unpack[RunOptions],
 ) -> RunReport:
     """Run every task through copy and delete phases on ``backend``, journaling each step in order.
 
@@ -526,9 +543,6 @@ def execute(
     ``breaker`` (0: off) stops it the same way after that many consecutive identical failures (``CircuitBreaker``).
     """
     stop = Stop()
-    pipeline = Pipeline(
-        journal, direction, tasks, backend, cfg, batch_size=batch_size, on_progress=on_progress, stop=stop,
-        guard=guard, max_failures_listed=max_failures_listed, breaker=breaker,
-    )  # fmt: skip
+    pipeline = Pipeline(journal, direction, tasks, backend, cfg, stop, **opts)
     with signals_to(stop):
         return pipeline.run()

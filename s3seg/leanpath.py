@@ -58,7 +58,7 @@ import urllib.request
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote, urlsplit
 
 import botocore.exceptions
@@ -69,6 +69,7 @@ from botocore.retries import bucket as retry_bucket
 
 from s3seg import __version__
 from s3seg.errors import StorageError
+from s3seg.objects import CopyConditions
 from s3seg.s3errors import (
     AUTH_SUSPECT_CODES,
     BOTOCORE_RECOVERS,
@@ -191,13 +192,14 @@ _COPY_HEADERS = {
 }
 
 
-def copy_params(if_match: str | None, if_none_match: bool, storage_class: str) -> dict[str, str]:
+def copy_params(conditions: CopyConditions) -> dict[str, str]:
     """CopyObject's parameters (botocore's names) beside the source and destination, for both request paths:
     keep metadata and tags, the conditions asked for, and the storage class unless it is the default."""
     params = {"MetadataDirective": "COPY", "TaggingDirective": "COPY"}
+    if_match, storage_class = conditions["if_match"], conditions["storage_class"]
     if if_match:
         params["CopySourceIfMatch"] = if_match
-    if if_none_match:
+    if conditions["if_none_match"]:
         params["IfNoneMatch"] = "*"
     if storage_class and storage_class != "STANDARD":
         params["StorageClass"] = storage_class
@@ -616,22 +618,14 @@ class LeanPath:
 
     # -- the S3 calls ------------------------------------------------------------------------------------------
     def copy(
-        self,
-        src_bucket: str,
-        src_key: str,
-        dst_bucket: str,
-        dst_key: str,
-        *,
-        if_match: str | None,
-        if_none_match: bool,
-        storage_class: str,
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, **conditions: Unpack[CopyConditions]
     ) -> str:
         """CopyObject keeping metadata and tags (the same headers botocore sends); returns the new ETag as sent."""
         if self.routes is not None and not plain_bucket(src_bucket):
             raise UseBotocore(f"copy source s3://{src_bucket} is not for the lean path", maybe_applied=False)
         route = self.route(dst_bucket)
         headers = {"x-amz-copy-source": copy_source(src_bucket, src_key)}
-        for name, value in copy_params(if_match, if_none_match, storage_class).items():
+        for name, value in copy_params(conditions).items():
             headers[_COPY_HEADERS[name]] = value
         path = object_path(route.prefix, dst_key)
         r = self._call(route, "CopyObject", dst_bucket, dst_key, "PUT", path, "", headers, copy=True)

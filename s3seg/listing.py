@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from s3seg.objects import Listed, paged
@@ -185,10 +186,9 @@ class _ParallelListing:
         max_buffered: int,
         request_keys: int,
     ) -> None:
-        self._storage = storage
-        self._bucket = bucket
+        # Every range lists the same request, from its own start key.
+        self._list = partial(storage.list_pages, bucket, prefix, delimiter=delimiter, page_size=request_keys)
         self._prefix = prefix
-        self._delimiter = delimiter
         self._workers = workers
         self._max_buffered = max_buffered
         self._request_keys = request_keys
@@ -259,14 +259,7 @@ class _ParallelListing:
 
     def _run(self, r: _Range) -> None:
         try:
-            pages = self._storage.list_pages(
-                self._bucket,
-                self._prefix,
-                delimiter=self._delimiter,
-                page_size=self._request_keys,
-                start_after=r.resume,
-            )
-            for page in pages:
+            for page in self._list(start_after=r.resume):
                 keep = page
                 if r.upto is not None and page and utf8(page[-1].key) > utf8(r.upto):
                     limit = utf8(r.upto)  # only the thread running r changes r.upto

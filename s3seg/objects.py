@@ -2,8 +2,9 @@
 
 Owns: ``Listed`` (one object of a listing page or an S3 Inventory row: what ``listing``, ``inventory``,
 ``planner`` and ``verify`` pass around), ``ObjectInfo`` (what HEAD says: what ``moves`` decides by), ``Stamped``
-(a small object read with the store's clock: what ``lease`` judges age by), ``paged`` (objects -> pages of a
-size) and ``quoted``.
+(a small object read with the store's clock: what ``lease`` judges age by), ``CopyConditions`` /
+``CopyArgs`` / ``MultipartCopyArgs`` (the keyword arguments of a copy, one definition for the ``store.Storage``
+protocol and both request paths), ``paged`` (objects -> pages of a size) and ``quoted``.
 
 Must not: import boto3 or talk to S3 (``storage`` fills these records), or import anything from s3seg.
 """
@@ -13,7 +14,31 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict
+
+
+class CopyConditions(TypedDict):
+    """What a CopyObject asks beside its source and destination (the lean path's copy takes exactly these)."""
+
+    if_match: str | None  # CopySourceIfMatch: copy only this version of the source
+    if_none_match: bool  # IfNoneMatch="*": do not overwrite an existing destination
+    storage_class: str  # the destination's storage class; "" keeps the default
+
+
+class CopyArgs(CopyConditions):
+    """A copy's keyword arguments (``Storage.copy``): the conditions, and SSE fields to send where needed."""
+
+    sse: NotRequired[dict[str, Any] | None]
+
+
+class MultipartCopyArgs(TypedDict):
+    """A multipart copy's keyword arguments (``Storage.multipart_copy``)."""
+
+    source: ObjectInfo  # a full HEAD of the source: its headers, metadata and tags are re-sent
+    if_match: str | None  # on every part copy
+    if_none_match: bool  # on the completion
+    part_size: int
+    sse: NotRequired[dict[str, Any] | None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import boto3
 import botocore.config
@@ -30,7 +30,7 @@ import botocore.utils
 
 from s3seg.errors import StorageError, UsageError
 from s3seg.leanpath import LeanPath, UseBotocore, copy_params
-from s3seg.objects import Listed, ObjectInfo, Stamped, quoted
+from s3seg.objects import CopyArgs, CopyConditions, Listed, MultipartCopyArgs, ObjectInfo, Stamped, quoted
 from s3seg.s3errors import NOT_FOUND_CODES, RETRYABLE_CODES
 
 if TYPE_CHECKING:
@@ -331,18 +331,7 @@ class Storage:
         return urlencode([(t["Key"], t["Value"]) for t in r.get("TagSet", [])])
 
     # -- writing ----------------------------------------------------------------------------------------------
-    def copy(
-        self,
-        src_bucket: str,
-        src_key: str,
-        dst_bucket: str,
-        dst_key: str,
-        *,
-        if_match: str | None,
-        if_none_match: bool,
-        storage_class: str,
-        sse: dict[str, Any] | None = None,
-    ) -> str:
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, **args: Unpack[CopyArgs]) -> str:
         """CopyObject keeping metadata, Content-Type and tags; returns the new object's ETag.
 
         ``CopySource`` is a dict, never a string: botocore then encodes the key exactly once, so keys with
@@ -352,16 +341,17 @@ class Storage:
             "Bucket": dst_bucket,
             "Key": dst_key,
             "CopySource": {"Bucket": src_bucket, "Key": src_key},
-            **copy_params(if_match, if_none_match, storage_class),
+            **copy_params(args),
         }
+        sse = args.get("sse")
         if sse:
             kwargs.update(sse)
+        conditions = CopyConditions(
+            if_match=args["if_match"], if_none_match=args["if_none_match"], storage_class=args["storage_class"]
+        )
 
         def lean_copy(lean: LeanPath) -> str:
-            return lean.copy(
-                src_bucket, src_key, dst_bucket, dst_key,
-                if_match=if_match, if_none_match=if_none_match, storage_class=storage_class,
-            )  # fmt: skip
+            return lean.copy(src_bucket, src_key, dst_bucket, dst_key, **conditions)
 
         def botocore_copy() -> str:
             return str(self.client.copy_object(**kwargs)["CopyObjectResult"]["ETag"])
@@ -370,17 +360,7 @@ class Storage:
         return quoted(self._request("CopyObject", dst_bucket, dst_key, botocore_copy, None if sse else lean_copy))
 
     def multipart_copy(
-        self,
-        src_bucket: str,
-        src_key: str,
-        dst_bucket: str,
-        dst_key: str,
-        *,
-        source: ObjectInfo,
-        if_match: str | None,
-        if_none_match: bool,
-        part_size: int,
-        sse: dict[str, Any] | None = None,
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, **args: Unpack[MultipartCopyArgs]
     ) -> str:
         """Copy an object too large for CopyObject (or above the configured threshold) part by part.
 
@@ -389,6 +369,7 @@ class Storage:
         mid-way fails the copy instead of stitching two versions together. On any failure the upload is
         aborted, leaving no destination object.
         """
+        source, part_size, if_match, sse = args["source"], args["part_size"], args["if_match"], args.get("sse")
         raw = source.raw or {}
         create: dict[str, Any] = {"Bucket": dst_bucket, "Key": dst_key, "Metadata": source.metadata or {}}
         for field in ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl"):
@@ -429,7 +410,7 @@ class Storage:
                 "UploadId": upload_id,
                 "MultipartUpload": {"Parts": parts},
             }
-            if if_none_match:
+            if args["if_none_match"]:
                 complete["IfNoneMatch"] = "*"
             done = self._request(
                 "CompleteMultipartUpload",

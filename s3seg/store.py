@@ -17,10 +17,10 @@ Must not: decide what a result means for a move (``moves`` does that).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol, Unpack
 
 from s3seg.errors import StorageError
-from s3seg.objects import ObjectInfo
+from s3seg.objects import CopyArgs, MultipartCopyArgs, ObjectInfo
 
 
 class Storage(Protocol):
@@ -31,34 +31,13 @@ class Storage(Protocol):
         as a multipart copy needs to re-send them."""
         ...
 
-    def copy(
-        self,
-        src_bucket: str,
-        src_key: str,
-        dst_bucket: str,
-        dst_key: str,
-        *,
-        if_match: str | None,
-        if_none_match: bool,
-        storage_class: str,
-        sse: dict[str, Any] | None = None,
-    ) -> str:
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, **args: Unpack[CopyArgs]) -> str:
         """CopyObject keeping metadata, Content-Type and tags; ``if_match``: CopySourceIfMatch; ``if_none_match``:
         IfNoneMatch="*" on the destination. Returns the new object's ETag."""
         ...
 
     def multipart_copy(
-        self,
-        src_bucket: str,
-        src_key: str,
-        dst_bucket: str,
-        dst_key: str,
-        *,
-        source: ObjectInfo,
-        if_match: str | None,
-        if_none_match: bool,
-        part_size: int,
-        sse: dict[str, Any] | None = None,
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, **args: Unpack[MultipartCopyArgs]
     ) -> str:
         """A copy part by part, each part conditioned on ``if_match``, the completion on ``if_none_match``;
         headers from ``source`` (a full HEAD). Leaves no destination on failure. Returns the new ETag."""

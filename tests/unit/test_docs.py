@@ -232,3 +232,55 @@ def test_every_flag_row_names_commands_that_exist() -> None:
             names = per_command.setdefault(command, set())
             assert not names & set(flag.names), f"{flag.names} declared twice for {command}"
             names.update(flag.names)
+
+
+# -- links ---------------------------------------------------------------------------------------------------------
+LINK = re.compile(r"(?<!!)\[[^\]\n]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|!\[[^\]\n]*\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"")
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: markup dropped, lower case, punctuation but ``-`` and ``_`` removed."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link keeps its text
+    text = re.sub(r"[`*]|<[^>]+>", "", text).strip().lower()
+    return re.sub(r"\s", "-", re.sub(r"[^\w\- ]", "", text))
+
+
+def _anchors(path: Path) -> set[str]:
+    text = FENCE.sub("", path.read_text(encoding="utf-8"))
+    found: set[str] = set(HTML_ANCHOR.findall(text))
+    seen: dict[str, int] = {}
+    for heading in HEADING.findall(text):
+        slug = _slug(heading)
+        found.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
+        seen[slug] = seen.get(slug, 0) + 1
+    return found
+
+
+def _links() -> list[tuple[Path, str]]:
+    out = []
+    for path in [*_doc_files(), ROOT / "tests" / "adversarial" / "REPORT.md"]:
+        text = FENCE.sub("", path.read_text(encoding="utf-8"))
+        text = re.sub(r"`[^`\n]*`", "", text)  # a link inside a code span is not a link
+        out += [(path, a or b) for a, b in LINK.findall(text)]
+    return out
+
+
+def test_every_relative_link_and_anchor_in_the_docs_resolves() -> None:
+    broken = []
+    for path, target in _links():
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto: ...: not checked here
+            continue
+        file_part, _, anchor = target.partition("#")
+        dest = (path.parent / file_part).resolve() if file_part else path
+        if not dest.exists():
+            broken.append(f"{path.relative_to(ROOT)}: {target} (no such file)")
+        elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+            broken.append(f"{path.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
+
+
+def test_the_link_check_sees_links() -> None:
+    assert len(_links()) > 10
+    assert _slug("Exit codes & `--dry-run` (safety)") == "exit-codes----dry-run-safety"
