@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 # Callbacks the CLI passes for its progress display (commands itself never prints).
 OnStart = Callable[[int], None]  # the number of moves this run will attempt, once known
-OnProgress = Callable[[int], None]  # that many more moves finished
+OnProgress = Callable[[int], None]  # that many more moves finished (local processes: copied; see executor)
 OnPhase = Callable[[str], None]  # what the run is doing before (and between) its batches, in a few words
 
 

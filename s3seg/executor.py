@@ -16,6 +16,11 @@ with the manifest.
 The pool is behind a small ``Backend`` seam: ``InlineBackend`` (no processes: in-process tests and debugging),
 ``ProcessBackend`` (a ``ProcessPoolExecutor`` of spawned workers), and the Dask backend in ``s3seg.dask_backend``.
 
+Progress (``on_progress``, through ``ProgressMeter``) moves per object with ``ProcessBackend``: its workers count
+each object whose copy phase finished in shared memory, and the loop polls that count between waits. Inline and
+Dask backends have no such count (a backend opts in with a ``progressed()`` method): progress moves per batch,
+as each batch's outcomes are journaled.
+
 Must not: parse CLI arguments, print, or draw progress bars (``on_progress`` is a callback).
 """
 
@@ -99,12 +104,16 @@ class ProcessBackend:
             self._abort_event: Any = ctx.Event()
             self._listener = QueueListener(self._queue, _ForwardToLogging(), respect_handler_level=False)
             self._listener.start()
+            # One counter per worker process in shared memory (each takes a slot when it starts): objects whose
+            # copy phase finished, polled by the pipeline to move the progress bar per object (``progressed``).
+            self._progress: Any = ctx.Array("q", processes, lock=False)
+            next_slot: Any = ctx.Value("i", 0)
         self._pool = ProcessPoolExecutor(
             max_workers=processes,
             mp_context=ctx,
             initializer=init_process,
             # the workers watch this pid (they die with it) and the abort event (they stop starting objects)
-            initargs=(self._queue, log_level, os.getpid(), self._abort_event),
+            initargs=(self._queue, log_level, os.getpid(), self._abort_event, (self._progress, next_slot)),
         )
         self.slots = processes * 2  # one batch running and one queued per process: no idle gaps
         self.pipelined = True  # a batch's delete phase runs beside the next batch's copy phase (step_batch)
@@ -118,6 +127,14 @@ class ProcessBackend:
         self._running.add(fut)
         fut.add_done_callback(self._running.discard)
         return fut
+
+    def progressed(self) -> int:
+        """Objects whose copy phase finished in any worker so far (cumulative over this backend's life).
+
+        An estimate ahead of the journal (a batch's results reach the parent only when all of it is done);
+        ``ProgressMeter`` reconciles it with the journaled count.
+        """
+        return sum(self._progress)
 
     def abort(self, grace: float = 2.0) -> None:
         """Tell every worker to start no new object, give running requests ``grace`` seconds, then end the
@@ -171,6 +188,40 @@ class RunReport:
     @property
     def finished(self) -> int:
         return sum(self.counts.values())
+
+
+class ProgressMeter:
+    """The position of the progress bar, from two counts: ``on_progress(n)`` moves it ``n`` forward.
+
+    - ``journaled(n)``: ``n`` more moves have their outcome in the journal: the truth, and the only count a
+      backend without per-object counters gives (inline, Dask: the bar moves per batch).
+    - ``estimate(objects, limit)``: a process pool's workers have finished the copy phase of ``objects`` objects
+      this run; that reaches the parent ahead of the batch's results, so the bar moves per object. It is capped
+      at ``limit``, the number of moves handed to the workers so far (never beyond the total).
+
+    The bar shows the larger of the two and never goes backwards: an estimate below what it already shows (or
+    below the journaled count) moves nothing. In a finished run both counts end at the number of moves, so the
+    bar ends exactly there; in a run that was abandoned (second signal, dead worker) it may show copies whose
+    results never came back: the summary, from the journal, says what was finished.
+    """
+
+    def __init__(self, on_progress: Callable[[int], None]) -> None:
+        self.on_progress = on_progress
+        self.shown = 0
+        self.done = 0  # journaled outcomes
+
+    def journaled(self, n: int) -> None:
+        self.done += n
+        self._show(self.done)
+
+    def estimate(self, objects: int, limit: int) -> None:
+        self._show(min(objects, limit))
+
+    def _show(self, position: int) -> None:
+        position = max(position, self.done)
+        if position > self.shown:
+            step, self.shown = position - self.shown, position
+            self.on_progress(step)
 
 
 class CircuitBreaker:
@@ -307,7 +358,7 @@ class RunOptions(TypedDict):
     """The keyword arguments of ``execute`` and ``Pipeline`` (beside journal, direction, tasks, backend, config)."""
 
     batch_size: int  # tasks per batch (one DeleteObjects request at most 1,000)
-    on_progress: NotRequired[Callable[[int], None]]  # told how many tasks each outcome record finished
+    on_progress: NotRequired[Callable[[int], None]]  # told how far the bar moves (``ProgressMeter``)
     guard: NotRequired[Callable[[], str]]  # asked between steps; a non-empty answer stops the run at once
     max_failures_listed: NotRequired[int]  # failure lines kept in the report (default 50; the rest are counted)
     breaker: NotRequired[int]  # consecutive identical failures that stop the run (default 0: off)
@@ -342,6 +393,12 @@ class Pipeline:
         self.in_flight: dict[Future[Any], _InFlight] = {}
         self._keys: dict[int, str] = {}  # id -> s3://bucket/key of each task in flight (failure lines name it)
         self._batches = _batches(tasks, opts["batch_size"])
+        self.meter = ProgressMeter(self.on_progress)
+        self._handed = 0  # moves handed to the backend (their intent journaled): the cap of the estimate
+        # A backend may count objects past their copy phase as they finish (``ProcessBackend.progressed``);
+        # its count is cumulative, so this run's share is what it counts beyond the count at the start.
+        self._progressed: Callable[[], int] | None = getattr(backend, "progressed", None)
+        self._progress_base = self._progressed() if self._progressed is not None else 0
 
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self) -> RunReport:
@@ -386,7 +443,9 @@ class Pipeline:
             if not self.in_flight:
                 return
             done, _ = wait(list(self.in_flight), timeout=0.2, return_when=FIRST_COMPLETED)
-            for fut in done:
+            if self._progressed is not None:  # objects finished within batches still running: the bar moves
+                self.meter.estimate(self._progressed() - self._progress_base, self._handed)
+            for fut in [f for f in self.in_flight if f in done]:  # in submission order: a set's order is by id
                 self._handle(fut)
 
     def _abort(self, why: str) -> None:
@@ -403,6 +462,7 @@ class Pipeline:
         if batch is not None:
             self._keys.update((t.id, f"s3://{t.src_bucket}/{t.src_key}") for t in batch)
             self.journal.intent(self.direction, [t.id for t in batch])  # durable before any copy
+            self._handed += len(batch)
             crash_point("after-intent")
         return batch
 
@@ -463,7 +523,7 @@ class Pipeline:
         for status, ids in groups.items():
             journal.outcome(direction, status, ids)
         crash_point("after-outcome")
-        self.on_progress(len(results))
+        self.meter.journaled(len(results))
 
 
 def execute(
