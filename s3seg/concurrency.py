@@ -302,6 +302,8 @@ class ThrottlePacer:
 
     def reserve(self) -> float:
         """Take the next slot under the cap; the seconds to wait before sending (0 with no cap)."""
+        if self._rate is None:
+            return 0.0  # never throttled (the usual case): no lock on the per-request path
         with self._lock:
             if self._rate is None:
                 return 0.0

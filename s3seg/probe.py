@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from s3seg.errors import StorageError, StoreRefusedError
+from s3seg.objects import CopyConditions
 from s3seg.s3errors import PRECONDITION_CODES, PREFLIGHT_REFUSALS, UNSUPPORTED_CODES
 from s3seg.storage import Storage
 
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 
 PROBE_PREFIX = ".s3seg-probe/"  # at the bucket's root; ``naming.INTERNAL_PREFIXES`` keeps plans away from it
 _WRONG_ETAG = '"00000000000000000000000000000000"'
-_PLAIN: dict[str, Any] = {"if_none_match": False, "storage_class": ""}
-_NO_OVERWRITE: dict[str, Any] = {"if_none_match": True, "storage_class": ""}
+# The two probe copies: one of a version that is not the source's, one onto an existing destination.
+_WRONG_SOURCE: CopyConditions = {"if_match": _WRONG_ETAG, "if_none_match": False, "storage_class": ""}
+_NO_OVERWRITE: CopyConditions = {"if_match": None, "if_none_match": True, "storage_class": ""}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,8 +106,8 @@ def probe(storage: Storage, bucket: str, prefix: str = PROBE_PREFIX) -> Capabili
             created.append(c)
             copy_if_match, copy_if_none_match = _together(
                 pool,
-                lambda: _refused(lambda: storage.copy(bucket, a, bucket, c, if_match=_WRONG_ETAG, **_PLAIN)),
-                lambda: _refused(lambda: storage.copy(bucket, a, bucket, b, if_match=None, **_NO_OVERWRITE)),
+                lambda: _refused(lambda: storage.copy(bucket, a, bucket, c, **_WRONG_SOURCE)),
+                lambda: _refused(lambda: storage.copy(bucket, a, bucket, b, **_NO_OVERWRITE)),
             )
             delete_if_match, errors = _together(
                 pool,
