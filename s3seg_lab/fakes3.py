@@ -21,9 +21,14 @@ limit. The store records requests per operation, throttled requests and the peak
 Per object it keeps a small slotted record (ETag, size, mtime, optional body): a million 1 KiB objects seeded
 through the admin call take ~250 MB.
 
+With ``FAKES3_TRACE=path`` in its environment the store appends one line per request to that file (answer time,
+arrival, operation, status, method, target): where a run's time goes, request by request.
+
 Admin calls (never delayed, never throttled, never counted), on the path ``/_fake/...`` (not a bucket name):
 
-- ``GET  /_fake/stats``   -> JSON ``{"requests": {op: n}, "throttled": n, "peak_in_flight": n, "busy_seconds": s,
+- ``GET  /_fake/stats``   -> JSON ``{"requests": {op: n}, "throttled": n, "peak_in_flight": n, "in_flight": n,
+  "busy_seconds": s, "cpu_seconds": s (the store's own CPU since the last reset), "first_at"/"last_at": wall-clock
+  time of the first request's arrival and the last answer,
   "objects": n}`` (``busy_seconds`` / wall time = the mean number of requests in flight)
 - ``POST /_fake/reset``   -> zero the counters (objects stay)
 - ``POST /_fake/config``  JSON ``{"delay_ms", "jitter_ms", "rate"}`` (any subset; rate 0 = unlimited)
@@ -44,6 +49,7 @@ import contextlib
 import email.utils
 import hashlib
 import json
+import os
 import random
 import sys
 import threading
@@ -189,13 +195,19 @@ class FakeS3:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.busy_seconds = 0.0  # the sum of every request's time in flight: / wall = the mean number in flight
+        self._cpu_base = time.process_time()
+        self.first_at = self.last_at = 0.0  # wall clock (time.time) of the first request's arrival, last answer
 
     def stats(self) -> dict[str, Any]:
         return {
             "requests": dict(self.requests),
             "throttled": self.throttled,
             "peak_in_flight": self.peak_in_flight,
+            "in_flight": self.in_flight,
             "busy_seconds": self.busy_seconds,
+            "cpu_seconds": time.process_time() - self._cpu_base,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
             "objects": sum(len(b.objects) for b in self.buckets.values()),
         }
 
@@ -477,6 +489,8 @@ class FakeS3:
             bucket, _, key = path.lstrip("/").partition("/")
             query = dict(parse_qsl(parts.query, keep_blank_values=True))
             req = Request(method, unquote(bucket), unquote(key), query, headers, body)
+            if not self.first_at:
+                self.first_at = time.time()
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             started = time.monotonic()
@@ -493,7 +507,10 @@ class FakeS3:
             finally:
                 self.in_flight -= 1
                 self.busy_seconds += time.monotonic() - started
+                self.last_at = time.time()
             self.requests[op] += 1
+            if _TRACE is not None:
+                _TRACE.write(f"{time.time():.3f} {started:.3f} {op} {reply[0]} {method} {target[:120]}\n")
         status, extra, payload = reply
         out = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}", f"Date: {_http_date()}",
                "Server: fakes3", "x-amz-request-id: fake"]  # fmt: skip
@@ -539,6 +556,8 @@ class FakeS3:
 
 
 _date_cache: list[Any] = [0, ""]
+# FAKES3_TRACE=path: one line per request (answer time, arrival monotonic, operation, status, method, target).
+_TRACE = open(os.environ["FAKES3_TRACE"], "a", buffering=1) if os.environ.get("FAKES3_TRACE") else None  # noqa: SIM115
 
 
 def _http_date() -> str:
