@@ -432,8 +432,7 @@ def _start_backend(opts: ExecOptions, threads: int, processes: int, spec: Client
     _phase(on_phase, f"starting workers ({opts.executor}, {where}, up to {threads} requests each)")
     backend = _make_backend(opts, processes)
     if isinstance(backend, ProcessBackend):
-        for _ in range(processes):
-            backend.submit(warm, spec)  # no request is sent: a client is built and kept for the first batch
+        backend.prestart(warm, spec)  # no request is sent: a client is built and kept for the first batch
     return backend
 
 

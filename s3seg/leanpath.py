@@ -157,7 +157,9 @@ class SigV4:
             headers["x-amz-security-token"] = creds.token
         canonical = {"host": host}
         for name, value in headers.items():
-            canonical[name.lower()] = " ".join(value.split())
+            # SigV4 trims and collapses whitespace (botocore: " ".join(value.split())); a value with no space and
+            # nothing but printable characters has no whitespace of any kind (the usual case): kept as is.
+            canonical[name.lower()] = value if " " not in value and value.isprintable() else " ".join(value.split())
         names = sorted(canonical)
         signed = ";".join(names)
         request = "\n".join(
@@ -166,20 +168,36 @@ class SigV4:
         day = amz_date[:8]
         scope = f"{day}/{self.region}/{self.service}/aws4_request"
         to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(request.encode()).hexdigest()}"
-        signature = hmac.new(self._signing_key(creds.secret_key, day), to_sign.encode(), hashlib.sha256).hexdigest()
+        signature = hmac.digest(self._signing_key(creds.secret_key, day), to_sign.encode(), "sha256").hex()
         headers["Authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
         )
         return headers
 
 
+# The characters ``quote(text, safe=_SAFE)`` leaves as they are: a text made only of these is its own encoding.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
+def _encoded(text: str) -> str:
+    """``quote(text, safe=_SAFE)``, without its per-character Python loop for the usual plain key."""
+    return text if _UNRESERVED.fullmatch(text) else quote(text, safe=_SAFE)
+
+
+_now: tuple[int, str] = (0, "")  # (second, its x-amz-date): one strftime per second, not per request
+
+
 def amz_now() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    global _now
+    second = int(time.time())
+    if _now[0] != second:
+        _now = (second, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second)))  # one atomic rebinding
+    return _now[1]
 
 
 def object_path(prefix: str, key: str) -> str:
     """The request path of an object under a route's ``prefix``, the key encoded exactly as botocore encodes it."""
-    return f"{prefix}/{quote(key, safe=_SAFE)}"
+    return f"{prefix}/{_encoded(key)}"
 
 
 # The header botocore sends for each of ``copy_params``' parameters.
@@ -208,7 +226,7 @@ def copy_params(conditions: CopyConditions) -> dict[str, str]:
 
 def copy_source(bucket: str, key: str) -> str:
     """The x-amz-copy-source value botocore sends for ``CopySource={"Bucket": bucket, "Key": key}``."""
-    return quote(f"{bucket}/{key}", safe=_SAFE)
+    return _encoded(f"{bucket}/{key}")
 
 
 def delete_body(items: list[tuple[str, str | None]]) -> bytes:
@@ -240,7 +258,10 @@ def parse_delete_result(body: bytes) -> tuple[set[str], list[tuple[str, str, str
 
 def _xml_text(pattern: re.Pattern[bytes], body: bytes) -> str:
     m = pattern.search(body)
-    return html.unescape(m.group(1).decode("utf-8", "replace")) if m else ""
+    if m is None:
+        return ""
+    text = m.group(1).decode("utf-8", "replace")
+    return html.unescape(text) if "&" in text else text
 
 
 @dataclass(frozen=True, slots=True)

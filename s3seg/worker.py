@@ -15,7 +15,9 @@ import ctypes
 import itertools
 import logging
 import logging.handlers
+import multiprocessing
 import os
+import select
 import signal
 import threading
 import time
@@ -135,7 +137,10 @@ class _Paced:
         return paced
 
 
-_parent_pid: int | None = None  # set in pool workers: they must never outlive the parent (see _orphaned)
+# Set in pool workers, which must never outlive the parent (see _orphaned): the parent sentinel (a file
+# descriptor that reads as closed once the parent is gone), or where there is none the parent's pid.
+_parent_sentinel: int | None = None
+_parent_pid: int | None = None
 
 
 _abort_event: Any = None  # set by the parent when it abandons the run (second signal, lost lease, ...)
@@ -158,15 +163,17 @@ def init_process(
     Kubernetes and ``timeout`` signal the whole process group), log via the queue, and exit as soon as the
     parent is gone.
 
-    ``parent_pid`` is the parent's own ``os.getpid()``: ``os.getppid()`` here is not enough, since a parent
-    killed while this worker was still starting has already been replaced by the reaper (pid 1). The parent
-    starts workers with those signals blocked (``executor.signals_blocked``): ignore them first, then unblock,
-    so one sent during start-up is dropped rather than fatal.
+    The parent is watched through multiprocessing's parent sentinel (a pipe whose last writer is the parent
+    itself: it reads as closed the moment the parent dies, kill -9 included), which works whatever started this
+    process (spawn, or the fork server, whose workers are not the parent's children); ``parent_pid`` (the
+    parent's ``os.getpid()``) is the fallback where there is no sentinel. The parent starts workers with those
+    signals blocked (``executor.signals_blocked``): ignore them first, then unblock, so one sent during
+    start-up is dropped rather than fatal.
 
     ``progress`` is (a shared array of counters, one per worker process; a shared next-free-slot number): this
     process takes the next slot and counts there each object whose copy phase finished (``_count_copied``).
     """
-    global _parent_pid, _abort_event
+    global _parent_pid, _parent_sentinel, _abort_event
     for sig in _STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
@@ -175,8 +182,12 @@ def init_process(
         _take_progress_slot(*progress)
     if abort_event is not None and aborted not in moves.retry_vetoes:
         moves.retry_vetoes.append(aborted)
-    _parent_pid = parent_pid if parent_pid is not None else os.getppid()
-    threading.Thread(target=_watch_parent, args=(_parent_pid,), name="s3seg-parent-watch", daemon=True).start()
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.sentinel is not None:
+        _parent_sentinel = parent.sentinel
+    else:
+        _parent_pid = parent_pid if parent_pid is not None else os.getppid()
+    threading.Thread(target=_watch_parent, name="s3seg-parent-watch", daemon=True).start()
     if log_queue is not None:
         root = logging.getLogger()
         root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
@@ -229,14 +240,19 @@ def _orphaned() -> bool:
     same moves; a delete from an orphan racing a rollback of the same move could remove both copies. Orphans
     would also linger forever, blocked on the dead parent's queue.
     """
+    if _parent_sentinel is not None and select.select([_parent_sentinel], [], [], 0)[0]:
+        return True  # readable: end of file, the parent is gone (it never writes to this pipe)
     if _parent_pid is not None and os.getppid() != _parent_pid:
         return True
     return any(check() for check in tuple(stop_checks))
 
 
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.1)
+def _watch_parent() -> None:
+    if _parent_sentinel is not None:
+        select.select([_parent_sentinel], [], [])  # returns when the parent is gone
+    else:
+        while os.getppid() == _parent_pid:
+            time.sleep(0.1)
     os._exit(1)
 
 

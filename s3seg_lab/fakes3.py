@@ -510,7 +510,10 @@ class FakeS3:
                 self.last_at = time.time()
             self.requests[op] += 1
             if _TRACE is not None:
-                _TRACE.write(f"{time.time():.3f} {started:.3f} {op} {reply[0]} {method} {target[:120]}\n")
+                now = time.time()
+                _TRACE.write(
+                    f"{now:.3f} {now - (time.monotonic() - started):.3f} {op} {reply[0]} {method} {target[:120]}\n"
+                )
         status, extra, payload = reply
         out = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}", f"Date: {_http_date()}",
                "Server: fakes3", "x-amz-request-id: fake"]  # fmt: skip

@@ -1,9 +1,16 @@
 """Measuring a process tree: wall time, user+system CPU (``wait4``), memory sampled from /proc (the summed RSS
-of every descendant, each one's VmHWM), and the CPU the S3 server spent meanwhile."""
+of every descendant, each one's VmHWM), and the CPU the S3 server spent meanwhile.
+
+``wait4`` counts a child and the descendants it reaped. A descendant that outlives its parent (s3seg's fork
+server, whose children are the worker processes, exits only once s3seg has) would escape it: the measuring
+process makes itself the Linux "child subreaper" of its tree, so such orphans become its children, and reaps
+them after the command, adding their CPU (theirs and that of the workers they reaped).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shlex
 import subprocess
@@ -98,6 +105,53 @@ class Measured:
         return self.user_s + self.sys_s
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux ``prctl``); False where it cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(pids: set[int], timeout: float = 10.0) -> tuple[float, float]:
+    """Wait for the descendants in ``pids`` that became this process's children; their (user, sys) CPU.
+
+    A pid that is not our child is either still owned by its own parent (it will be reaped there, its CPU
+    reaching us through that parent) or gone: it is waited for until it is gone or reparented to us.
+    """
+    user = system = 0.0
+    pending = set(pids)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for pid in sorted(pending):
+            try:
+                got, _, usage = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                if not _alive(pid):
+                    pending.discard(pid)
+                continue
+            if got:
+                user, system = user + usage.ru_utime, system + usage.ru_stime
+                pending.discard(pid)
+        if pending:
+            time.sleep(0.02)
+    return user, system
+
+
 SERVER_PIDS: list[int] = []  # the S3 server's processes: their CPU is read around every measured run
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -116,6 +170,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: str, timeout: float = 3600
     """Run ``cmd`` to completion; wall time, CPU of the whole tree (wait4), sampled memory, server CPU."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         server0 = server_cpu_s()
+        subreaper = _become_subreaper()
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
         monitor = TreeMonitor(proc.pid)
@@ -124,9 +179,10 @@ def measure(cmd: list[str], env: dict[str, str], cwd: str, timeout: float = 3600
         killer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
-        server = server_cpu_s() - server0
         killer.cancel()
         monitor.stop()
+        orphans = reap_orphans(set(monitor.hwm) - {proc.pid} - set(SERVER_PIDS)) if subreaper else (0.0, 0.0)
+        server = server_cpu_s() - server0
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -137,8 +193,8 @@ def measure(cmd: list[str], env: dict[str, str], cwd: str, timeout: float = 3600
         cmd=shlex.join(cmd),
         wall_s=wall,
         rc=proc.returncode,
-        user_s=usage.ru_utime,
-        sys_s=usage.ru_stime,
+        user_s=usage.ru_utime + orphans[0],
+        sys_s=usage.ru_stime + orphans[1],
         wait4_maxrss_mib=usage.ru_maxrss / 1024,
         peak_total_rss_mib=monitor.peak_total_rss / 1024,
         parent_hwm_mib=parent / 1024,
