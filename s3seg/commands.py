@@ -292,6 +292,18 @@ class ExecHooks(TypedDict, total=False):
     on_phase: OnPhase
     backend: Backend | None
     lease: Lease | None
+    planned: Planned | None
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What this process knows of a manifest it has just written (``run``): its content SHA-256 and the
+    (source, destination) bucket pairs its moves can have. With it, the apply that follows verifies the file
+    the way a resume does (``Manifest.verify_bound``: the bytes hashed, entries checked as they are executed)
+    instead of parsing every entry twice; a file that changed meanwhile gets the full verify."""
+
+    sha256: str
+    pairs: frozenset[tuple[str, str]]
 
 
 def execute_manifest(
@@ -312,7 +324,7 @@ def execute_manifest(
     direction = Direction(direction)  # "apply" and "rollback" as plain strings are accepted too
     manifest = Manifest(manifest_path)
     journal_path = opts.journal or journal_path_for(manifest_path)
-    info = verify_for_run(manifest, journal_path)
+    info = verify_for_run(manifest, journal_path, hooks.get("planned"))
     endpoint = _check_target(info, manifest_path, target)
     config = dataclasses.replace(header_settings(info, manifest_path), endpoint_url=endpoint)
     name = os.path.basename(manifest_path)
@@ -363,7 +375,7 @@ def execute_manifest(
     return result
 
 
-def verify_for_run(manifest: Manifest, journal_path: str) -> ManifestInfo:
+def verify_for_run(manifest: Manifest, journal_path: str, planned: Planned | None = None) -> ManifestInfo:
     """Verify ``manifest`` before apply or rollback: fully for a first run, lightly for a resume.
 
     First run (no journal, or one without bucket pairs in its header, or one bound to another file): the full
@@ -385,8 +397,14 @@ def verify_for_run(manifest: Manifest, journal_path: str) -> ManifestInfo:
     - A light verify that fails, or a digest that differs from the journal's, falls back to the full verify,
       so errors read exactly as in a first run (and a journal of another manifest is then refused on opening,
       as before, still before any S3 client exists).
+
+    ``planned`` (``run``, which wrote the manifest a moment ago in this process): the same light verify against
+    the digest and bucket pairs the plan knows, under the same fall-back. (An existing journal's binding wins:
+    the run of a manifest path that already has one resumes it.)
     """
     binding = header_buckets(journal_path)
+    if binding is None and planned is not None:
+        binding = planned.sha256, planned.pairs
     if binding is not None:
         bound_sha256, pairs = binding
         with contextlib.suppress(ManifestError):
@@ -724,14 +742,30 @@ def run(
         raise StoreRefusedError(err, f"run of {settings.source.url} stopped before the plan") from None
     storage = make_storage(spec, make_client(spec))
     _phase(on_phase, f"taking the lease on {', '.join(buckets)}")
-    with _lease(storage, buckets, "run", path, opts, spec, settings.item_retries) as lease:
+    with (
+        _lease(storage, buckets, "run", path, opts, spec, settings.item_retries) as lease,
+        contextlib.ExitStack() as stack,
+    ):
+        # The workers start (fork server, imports, clients) while the plan lists; they are shut down before the
+        # lease is released (the stack closes first). A plan that finds nothing has cost them ~1 s of CPU.
+        backend = None
+        processes = opts.processes if opts.processes is not None else settings.processes
+        if opts.executor == "local" and processes > 0:
+            threads = opts.threads or settings.n_workers
+            backend = _start_backend(opts, threads, processes, client_spec(settings, target, threads=threads), on_phase)
+            stack.callback(backend.shutdown, cancel=True)
         _phase(on_phase, f"planning: listing {settings.source.url}")
         report = plan(
             settings, path, now=now, override=override, unlimited=unlimited, target=target, inventory=inventory
         )
         if not report.planned and output is None:
             return report, _nothing_planned(path)
-        result = apply(path, opts, target, on_start=on_start, on_progress=on_progress, on_phase=on_phase, lease=lease)
+        src = settings.source.bucket
+        planned = Planned(report.sha256, frozenset({(src, settings.segregated.bucket), (src, settings.error.bucket)}))
+        result = apply(
+            path, opts, target, on_start=on_start, on_progress=on_progress, on_phase=on_phase, lease=lease,
+            backend=backend, planned=planned,
+        )  # fmt: skip
     return report, result
 
 

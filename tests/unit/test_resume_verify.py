@@ -227,3 +227,35 @@ def test_verify_bound_gives_what_the_full_verify_gives(path: Path) -> None:
         full.buckets,
     )
     assert Manifest(str(path)).verify_bound("0" * 64, PAIRS) is None
+
+
+# -- run: the apply after a plan in the same process verifies against what the plan wrote --------------------------
+def test_run_verifies_the_manifest_it_just_wrote_lightly(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    planned = commands.Planned(manifest_mod.content_sha256(str(path)), PAIRS)
+    calls = _count_parses(monkeypatch)
+    info = verify_for_run(Manifest(str(path)), str(path) + ".journal", planned)
+    assert calls == [1, len(MOVES) + 2] and info.buckets == PAIRS and info.entries == len(MOVES)
+
+
+def test_run_falls_back_to_the_full_verify_when_the_file_is_not_what_was_planned(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planned = commands.Planned("0" * 64, frozenset({("src0", "dst")}))  # e.g. replaced between plan and apply
+    calls = _count_parses(monkeypatch)
+    info = verify_for_run(Manifest(str(path)), str(path) + ".journal", planned)
+    assert len(calls) == len(MOVES) + 2
+    assert info.buckets == PAIRS  # the pairs the entries really have, not the plan's claim
+
+
+def test_run_refuses_a_forged_manifest_in_place_of_the_planned_one(tmp_path: Path) -> None:
+    p = tmp_path / "plan.jsonl"
+    planned = commands.Planned("0" * 64, PAIRS)
+    _forged(p, _bad_entries())
+    with pytest.raises(ManifestError, match="malformed entry"):
+        verify_for_run(Manifest(str(p)), str(p) + ".journal", planned)
+
+
+def test_an_existing_journal_binding_wins_over_the_plans(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    jpath = _journal(path)
+    planned = commands.Planned(manifest_mod.content_sha256(str(path)), frozenset({("other", "dst")}))
+    assert verify_for_run(Manifest(str(path)), jpath, planned).buckets == PAIRS
