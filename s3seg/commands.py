@@ -167,7 +167,7 @@ def plan(
         _inventory.parse_url(inventory)  # a malformed URL fails before any S3 client exists
     settings = settings.resolved()  # the header records absolute paths: apply logs where plan did
     spec = client_spec(settings, target, threads=settings.list_workers)
-    storage = Storage(make_client(spec))
+    storage = make_storage(spec, make_client(spec))  # listing pages the lean way where it applies
     listing = None
     # A plan only reads: any S3 error here (no bucket, access denied, bad credentials, unreachable) happened
     # before anything changed, and gets its own exit code rather than "some items failed".
@@ -804,7 +804,7 @@ def verify(
         raise UsageError(f"journal {journal} does not exist")
     workers = config.list_workers
     spec = client_spec(config, target, threads=workers)
-    storage = Storage(make_client(spec))  # listing only: botocore, as plan lists
+    storage = make_storage(spec, make_client(spec))  # lists (and heads) the lean way where it applies, as plan
     return _verify.audit(
         storage, manifest, etags=etags, journal=journal_path if etags is not None else None,
         list_workers=workers, samples=samples, max_items=max_items,
