@@ -343,31 +343,42 @@ def parse_list_result(body: bytes) -> ListPage:
         raise MalformedListing("a DOCTYPE in a listing")
     if _local(root.tag) != "ListBucketResult":
         raise MalformedListing(f"<{_local(root.tag)}> where <ListBucketResult> was expected")
+    # A hot loop (a plan reads every key of a prefix through it): element names looked up in ``_LOCAL_NAMES``
+    # inline, and the fields of an object kept in locals rather than a dict per object.
+    names = _LOCAL_NAMES
     rows: list[tuple[str, str, str, str, str]] = []
     top: dict[str, str] = {}
     for node in root:
-        name = _local(node.tag)
+        name = names.get(node.tag) or _local(node.tag)
         if name != "Contents":
             top[name] = node.text or ""
             continue
-        fields = {_local(child.tag): child.text or "" for child in node}
-        try:
-            rows.append(
-                (
-                    fields["Key"],
-                    fields["Size"],
-                    fields["ETag"],
-                    fields.get("StorageClass", "STANDARD"),
-                    fields["LastModified"],
-                )
-            )
-        except KeyError as exc:
-            raise MalformedListing(f"an object without {exc.args[0]}") from None
+        key = size = etag = modified = None
+        storage_class = "STANDARD"
+        for child in node:
+            field = names.get(child.tag) or _local(child.tag)
+            if field == "Key":
+                key = child.text or ""
+            elif field == "Size":
+                size = child.text or ""
+            elif field == "ETag":
+                etag = child.text or ""
+            elif field == "LastModified":
+                modified = child.text or ""
+            elif field == "StorageClass":
+                storage_class = child.text or ""
+        if key is None or size is None or etag is None or modified is None:
+            missing = [
+                n for n, v in (("Key", key), ("Size", size), ("ETag", etag), ("LastModified", modified)) if v is None
+            ]
+            raise MalformedListing(f"an object without {', '.join(missing)}")
+        rows.append((key, size, etag, storage_class, modified))
     decode = top.get("EncodingType") == "url"  # botocore's test, exactly (a store may ignore encoding-type)
     try:
         objects = [
             Listed(
-                key=unquote_plus(key) if decode else key,
+                # unquote_plus leaves a key without "%" or "+" as it is: skip the call for those
+                key=unquote_plus(key) if decode and ("%" in key or "+" in key) else key,
                 size=int(size),
                 etag=quoted(etag),
                 storage_class=storage_class,
