@@ -1,4 +1,5 @@
-"""A lean request path for the S3 calls a move makes per object: CopyObject, HeadObject, DeleteObject(s).
+"""A lean request path for the S3 calls a move makes per object (CopyObject, HeadObject, DeleteObject(s)) and
+for the listing a plan makes per 1,000 keys (ListObjectsV2).
 
 Why it exists: botocore spends about 1 ms of client CPU on every request doing generic work (event hooks,
 model-driven validation, serialisation and parsing, endpoint rules) that moving millions of 1 KiB objects does
@@ -16,6 +17,10 @@ Scope, deliberately narrow:
   its Authorization the signing region and service, and the request is re-signed here and must come out
   byte-identical, or that bucket stays with botocore. HTTPS only, certificates verified as botocore verifies
   them (its CA bundle, ``verify`` and ``AWS_CA_BUNDLE``), SNI with the virtual host name.
+* ListObjectsV2 as ``Storage.list_pages`` asks for it (``encoding-type=url`` always, as botocore adds it; the
+  query signed in SigV4's canonical form), parsed with lxml straight into ``Listed`` objects: botocore parses
+  each page's XML twice and then walks its model, half of a plan's client CPU. An answer that does not read
+  whole is retried, never returned as a short page.
 * Only plain requests: SSE-C, multipart copies and everything else go through botocore. So do, per bucket,
   access points and ARNs, aliases, S3 Express directory buckets (``--x-s3``), FIPS, dual-stack and accelerate
   endpoints, and any request botocore builds that this path does not recognise (another host shape, another
@@ -30,10 +35,11 @@ Scope, deliberately narrow:
 Retries follow the client's ``retry_mode``: ``standard`` (capped exponential backoff with jitter), ``legacy`` (the
 same, uncapped, as botocore's legacy handler) and ``adaptive`` (standard plus client-side rate limiting with
 botocore's own token bucket and CUBIC rate adjustment, one limiter per lean path), with the same attempts, for
-transport errors, 5xx, throttling and CopyObject's "200 with an error body". Errors come out as
-``StorageError`` with the same codes botocore's would, and ``retried`` set when an earlier attempt may have been
-applied, so the move protocol's "a 412 after a retry may be our own copy" reasoning holds unchanged. The codes it
-retries and hands back are in ``s3errors``, with how its retries sit between botocore's and the move protocol's.
+transport errors, 5xx, throttling, CopyObject's "200 with an error body" and a listing that does not parse.
+Errors come out as ``StorageError`` with the same codes botocore's would, and ``retried`` set when an earlier
+attempt may have been applied, so the move protocol's "a 412 after a retry may be our own copy" reasoning holds
+unchanged. The codes it retries and hands back are in ``s3errors``, with how its retries sit between botocore's
+and the move protocol's.
 
 Must not: decide what a result means for a move (``moves``), or be used by anything but ``storage``. The
 private botocore attributes it reads are pinned by ``tests/unit/test_leanpath_contract.py``.

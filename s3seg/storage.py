@@ -171,8 +171,9 @@ def is_xml_safe(key: str) -> bool:
 class Storage:
     """A thin, typed facade over one boto3 client (thread-safe, like the client).
 
-    With ``lean``, the per-object calls (CopyObject, HeadObject, DeleteObject, DeleteObjects) go through the
-    lean path first; whatever it hands back (``UseBotocore``) is sent again through botocore, here.
+    With ``lean``, the per-object calls (CopyObject, HeadObject, DeleteObject, DeleteObjects) and the listing
+    (ListObjectsV2) go through the lean path first; whatever it hands back (``UseBotocore``) is sent again
+    through botocore, here.
     """
 
     def __init__(self, client: S3Client, lean: LeanPath | None = None) -> None:
