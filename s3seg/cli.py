@@ -180,7 +180,7 @@ FLAGS: tuple[Flag, ...] = (
     _f("--profile", on=WHERE_S3, group=_S3, help="AWS profile from ~/.aws/config"),
     _f(
         "--botocore-only", on=WHERE_S3, group=_S3, action="store_true",
-        help="send every request through botocore (by default per-object calls to an explicit endpoint take "
+        help="send every request through botocore (by default per-object calls and listing take "
         "s3seg's lean HTTP path: same requests, a fifth of the client CPU)",
     ),
     # plan pictures

@@ -1,10 +1,11 @@
 """The plain records of what S3 says about objects, and the one canonical form of an ETag.
 
 Owns: ``Listed`` (one object of a listing page or an S3 Inventory row: what ``listing``, ``inventory``,
-``planner`` and ``verify`` pass around), ``ObjectInfo`` (what HEAD says: what ``moves`` decides by), ``Stamped``
-(a small object read with the store's clock: what ``lease`` judges age by), ``CopyConditions`` /
-``CopyArgs`` / ``MultipartCopyArgs`` (the keyword arguments of a copy, one definition for the ``store.Storage``
-protocol and both request paths), ``paged`` (objects -> pages of a size) and ``quoted``.
+``planner`` and ``verify`` pass around), ``ListPage`` (one ListObjectsV2 answer, from either request path),
+``ObjectInfo`` (what HEAD says: what ``moves`` decides by), ``Stamped`` (a small object read with the store's
+clock: what ``lease`` judges age by), ``CopyConditions`` / ``CopyArgs`` / ``MultipartCopyArgs`` (the keyword
+arguments of a copy, one definition for the ``store.Storage`` protocol and both request paths), ``paged``
+(objects -> pages of a size) and ``quoted``.
 
 Must not: import boto3 or talk to S3 (``storage`` fills these records), or import anything from s3seg.
 """
@@ -50,6 +51,16 @@ class Listed:
     etag: str
     storage_class: str
     last_modified: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListPage:
+    """One ListObjectsV2 answer as ``Storage.list_pages`` reads it, from either request path: the objects (common
+    prefixes dropped), and where the listing goes on (``next_token``, "" for none)."""
+
+    objects: list[Listed]
+    truncated: bool
+    next_token: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

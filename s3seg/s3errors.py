@@ -12,17 +12,18 @@ Retries: which layer retries what
 A request can be sent again by four layers; each knows less about S3 and more about the move than the one
 below it. Outermost last:
 
-1. **botocore** (every request botocore sends: listing, GetObject, PutObject, multipart copies, HEAD with
+1. **botocore** (every request botocore sends: GetObject, PutObject, multipart copies, HEAD with
    ``full``, and every request the lean path hands back). ``storage.make_client`` sets the mode and the count
    explicitly: ``retry_mode`` (default ``standard``) and ``total_max_attempts`` = ``max_attempts`` (default 8
    attempts), per request, for transport errors, 5xx and throttling. ``standard`` mode also has a per-client
    retry quota that runs dry under a sustained 503 storm. A ``StorageError`` whose request botocore sent more
    than once has ``retried`` set: a 412 or 404 then may answer our own applied first attempt.
-2. **the lean path** (the CopyObject, HeadObject, DeleteObject and DeleteObjects it sends itself;
+2. **the lean path** (the CopyObject, HeadObject, DeleteObject, DeleteObjects and ListObjectsV2 it sends itself;
    ``LeanPath._call``). The same mode and attempt count as the client it was built from, for transport errors
-   (``OSError``), ``RETRYABLE_CODES``, ``RETRYABLE_STATUS`` and CopyObject's "200 with an error body"; no retry
-   quota. A request it hands back (``UseBotocore``) is sent again by botocore with botocore's whole budget,
-   so one call may cost up to both budgets; ``retried`` is then set if a lean attempt may have been applied.
+   (``OSError``), ``RETRYABLE_CODES``, ``RETRYABLE_STATUS``, CopyObject's "200 with an error body" and a
+   listing that does not parse; no retry quota. A request it hands back (``UseBotocore``) is sent again by
+   botocore with botocore's whole budget, so one call may cost up to both budgets; ``retried`` is then set if a
+   lean attempt may have been applied.
 3. **the move protocol** (``moves.with_item_retries``): up to ``item_retries`` (default 5) re-runs of a whole
    protocol step (copy, prove, delete) with capped exponential backoff and full jitter, for every
    ``StorageError`` with ``retryable`` (``RETRYABLE_CODES``, any 5xx, transport errors, a DeleteObjects key

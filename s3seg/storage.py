@@ -26,11 +26,10 @@ import botocore.config
 import botocore.configprovider
 import botocore.exceptions
 import botocore.session
-import botocore.utils
 
 from s3seg.errors import StorageError, UsageError
-from s3seg.leanpath import LeanPath, UseBotocore, copy_params
-from s3seg.objects import CopyArgs, CopyConditions, Listed, MultipartCopyArgs, ObjectInfo, Stamped, quoted
+from s3seg.leanpath import LeanPath, UseBotocore, copy_params, parse_timestamp
+from s3seg.objects import CopyArgs, CopyConditions, Listed, ListPage, MultipartCopyArgs, ObjectInfo, Stamped, quoted
 from s3seg.s3errors import NOT_FOUND_CODES, RETRYABLE_CODES
 
 if TYPE_CHECKING:
@@ -66,25 +65,6 @@ class ClientSpec:
     lean_http: bool = True  # the lean request path for per-object calls (see leanpath); False: botocore only
 
 
-def _parse_timestamp(value: Any) -> datetime:
-    """botocore's timestamp parser with a fast path for the ISO 8601 form of S3's XML bodies.
-
-    botocore hands every ``LastModified`` to dateutil, which costs about 7% of the client CPU of a CopyObject
-    (and more per key in a listing). ``fromisoformat`` reads ``2024-01-01T00:00:00.000Z`` to the same aware
-    datetime; anything else (naive times, RFC 1123 headers, epochs) goes to botocore's parser as before.
-    """
-    if isinstance(value, str) and len(value) >= 20 and value[10:11] == "T":
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is not None:
-                return parsed
-    result: datetime = botocore.utils.parse_timestamp(value)
-    return result
-
-
 # botocore >= 1.34's switch for AWS_ENDPOINT_URL* and the config file's endpoint_url (not in the type stubs).
 _NO_CONFIGURED_ENDPOINTS: dict[str, Any] = {"ignore_configured_endpoint_urls": True}
 
@@ -92,7 +72,7 @@ _NO_CONFIGURED_ENDPOINTS: dict[str, Any] = {"ignore_configured_endpoint_urls": T
 def make_client(spec: ClientSpec) -> S3Client:
     """A boto3 S3 client built in the calling process from the standard credential chain."""
     core = botocore.session.get_session()
-    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_parse_timestamp)
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     try:
         session = boto3.session.Session(botocore_session=core, profile_name=spec.profile, region_name=spec.region)
     except botocore.exceptions.ProfileNotFound:
@@ -191,8 +171,9 @@ def is_xml_safe(key: str) -> bool:
 class Storage:
     """A thin, typed facade over one boto3 client (thread-safe, like the client).
 
-    With ``lean``, the per-object calls (CopyObject, HeadObject, DeleteObject, DeleteObjects) go through the
-    lean path first; whatever it hands back (``UseBotocore``) is sent again through botocore, here.
+    With ``lean``, the per-object calls (CopyObject, HeadObject, DeleteObject, DeleteObjects) and the listing
+    (ListObjectsV2) go through the lean path first; whatever it hands back (``UseBotocore``) is sent again
+    through botocore, here.
     """
 
     def __init__(self, client: S3Client, lean: LeanPath | None = None) -> None:
@@ -244,29 +225,36 @@ class Storage:
     def list_pages(
         self, bucket: str, prefix: str, *, delimiter: str = "", page_size: int = 1000, start_after: str = ""
     ) -> Iterator[list[Listed]]:
-        """Yield listing pages of at most ``page_size`` objects, in key order (common prefixes dropped)."""
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
-        if delimiter:
-            kwargs["Delimiter"] = delimiter
-        if start_after:
-            kwargs["StartAfter"] = start_after
+        """Yield listing pages of at most ``page_size`` objects, in key order (common prefixes dropped).
+
+        Each page is one ListObjectsV2 request, the lean way first (``LeanPath.list_objects_v2``): botocore
+        parses a page's XML twice and then by its model, which made half a plan's CPU. A page handed back is
+        asked again of botocore, with the same token. Both ways give the same ``Listed`` objects.
+        """
+        token = ""
         while True:
-            page = self._request("ListObjectsV2", bucket, prefix, lambda: self.client.list_objects_v2(**kwargs))
-            yield [
-                Listed(
-                    key=obj["Key"],
-                    size=obj["Size"],
-                    etag=quoted(obj["ETag"]),
-                    storage_class=obj.get("StorageClass", "STANDARD"),
-                    last_modified=obj["LastModified"].isoformat(),
-                )
-                for obj in page.get("Contents", ())
-            ]
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+            if delimiter:
+                kwargs["Delimiter"] = delimiter
+            if token:
+                kwargs["ContinuationToken"] = token
+            elif start_after:
+                kwargs["StartAfter"] = start_after
+
+            def botocore_list(kwargs: dict[str, Any] = kwargs) -> ListPage:
+                return _page(self.client.list_objects_v2(**kwargs))
+
+            def lean_list(lean: LeanPath, token: str = token) -> ListPage:
+                return lean.list_objects_v2(
+                    bucket, prefix, delimiter=delimiter, max_keys=page_size,
+                    start_after="" if token else start_after, continuation_token=token,
+                )  # fmt: skip
+
+            page = self._request("ListObjectsV2", bucket, prefix, botocore_list, lean_list)
+            yield page.objects
+            if not page.truncated or not page.next_token:
                 return
-            kwargs["ContinuationToken"] = token
-            kwargs.pop("StartAfter", None)
+            token = page.next_token
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         """The whole body of a small object (an S3 Inventory manifest.json, say)."""
@@ -517,6 +505,23 @@ def _batch_errors(
                 "DeleteObjects", bucket, key, "NotConfirmed", "not in the response", retryable=True
             )
     return errors
+
+
+def _page(r: Any) -> ListPage:
+    """``ListPage`` from botocore's ListObjectsV2 answer (what ``leanpath.parse_list_result`` reads alike)."""
+    objects = [
+        Listed(
+            key=obj["Key"],
+            size=obj["Size"],
+            etag=quoted(obj["ETag"]),
+            storage_class=obj.get("StorageClass", "STANDARD"),
+            last_modified=obj["LastModified"].isoformat(),
+        )
+        for obj in r.get("Contents", ())
+    ]
+    return ListPage(
+        objects=objects, truncated=bool(r.get("IsTruncated")), next_token=r.get("NextContinuationToken") or ""
+    )
 
 
 def _info(r: Any) -> ObjectInfo:

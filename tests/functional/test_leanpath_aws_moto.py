@@ -108,6 +108,19 @@ def test_heads_over_tls_read_what_botocore_reads(aws: Aws) -> None:
     aws.assert_all_lean()
 
 
+def test_listings_over_tls_are_botocores_pages(aws: Aws) -> None:
+    keys = [*KEYS, *(f"many/{i:02d}" for i in range(15))]
+    for key in keys:
+        aws.put(key, b"x")
+    for prefix, kw in [("", {"page_size": 4}), ("many/", {"page_size": 7, "start_after": "many/03"}),
+                       ("", {"delimiter": "/"})]:  # fmt: skip
+        ours = list(aws.lean.list_pages(aws.bucket, prefix, **kw))
+        assert ours == list(aws.boto.list_pages(aws.bucket, prefix, **kw)), (prefix, kw)
+    assert sorted(o.key for p in aws.lean.list_pages(aws.bucket, "", page_size=5) for o in p) == sorted(keys)
+    assert "ListObjectsV2" not in aws.botocore_ops
+    aws.assert_all_lean()
+
+
 def test_deletes_over_tls_delete_exactly_the_given_keys(aws: Aws) -> None:
     etags = {f"{p}/{k}": aws.put(f"{p}/{k}", p.encode()) for p in ("lean", "boto", "keep") for k in KEYS}
 

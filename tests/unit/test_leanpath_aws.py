@@ -229,6 +229,55 @@ def test_virtual_hosted_requests_are_the_ones_botocore_sends(
     assert not any(leanpath._PROBE_KEY in s.target for s in aws.stub.seen)
 
 
+LISTED = (
+    b'<?xml version="1.0"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name>'
+    b"<IsTruncated>false</IsTruncated><EncodingType>url</EncodingType><Contents><Key>a+b%2Bc</Key>"
+    b"<LastModified>2026-12-03T11:40:00.123Z</LastModified><ETag>&quot;e&quot;</ETag><Size>3</Size></Contents>"
+    b"</ListBucketResult>"
+)
+
+
+@pytest.mark.parametrize("token", [None, TOKEN], ids=["keys", "session-token"])
+@pytest.mark.parametrize(
+    ("region", "bucket", "path"),
+    [("eu-central-1", "dst-bucket", "/"), ("us-east-1", "dst-bucket", "/"), ("eu-west-1", "dst.bucket", "/dst.bucket")],
+    ids=["virtual-hosted", "us-east-1-global", "dotted-name-path-style"],
+)
+def test_a_listing_request_is_the_one_botocore_sends(
+    aws: Aws, token: str | None, region: str, bucket: str, path: str
+) -> None:
+    """The bucket's own path (``/`` virtual-hosted) with a real query string, signed in its canonical form:
+    botocore's Authorization for the same call, byte for byte."""
+    client = aws.client(region, token=token)
+    lean = aws.lean(client)
+    boto = Capture(client)
+    cases = [
+        {"Prefix": "", "MaxKeys": 1000},
+        {"Prefix": "a b+c/%&é~*", "MaxKeys": 7, "Delimiter": "/", "StartAfter": "x y"},
+        {"Prefix": "p/", "MaxKeys": 2, "ContinuationToken": "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="},
+    ]
+    try:
+        for kwargs in cases:
+            client.list_objects_v2(Bucket=bucket, **kwargs)
+            endpoint, theirs = boto.sent[-1]
+            aws.stub.script(Reply(200, LISTED))
+            with mock.patch.object(leanpath, "amz_now", lambda t=theirs: t.headers["x-amz-date"]):
+                page = lean.list_objects_v2(
+                    bucket, kwargs["Prefix"], delimiter=kwargs.get("Delimiter", ""), max_keys=kwargs["MaxKeys"],
+                    start_after=kwargs.get("StartAfter", ""), continuation_token=kwargs.get("ContinuationToken", ""),
+                )  # fmt: skip
+            assert [o.key for o in page.objects] == ["a b+c"]
+            ours = aws.stub.seen[-1]
+            their_path, _, their_query = theirs.target.partition("?")
+            assert their_path == path
+            assert ours.target == f"{path}?{leanpath.canonical_query(their_query)}"  # canonical order on the wire
+            assert ours.headers["host"] == theirs.headers["host"] == urlsplit(endpoint).netloc
+            assert ours.headers["authorization"] == theirs.headers["authorization"]  # byte for byte
+            assert ours.headers["authorization"] == signed_by_botocore(ours, endpoint, Creds(token=token), region)
+    finally:
+        lean.close()
+
+
 def test_a_certificate_from_another_ca_is_refused_not_accepted(impostor: Aws) -> None:
     client = impostor.client()
     lean = impostor.lean(client)
