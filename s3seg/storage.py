@@ -252,8 +252,15 @@ class Storage:
 
             page = self._request("ListObjectsV2", bucket, prefix, botocore_list, lean_list)
             yield page.objects
-            if not page.truncated or not page.next_token:
+            if not page.truncated:
                 return
+            if not page.next_token or page.next_token == token:
+                # A store bug: stopping here would end the listing early without a word (a plan missing keys),
+                # asking the same token again would loop. Refused, naming the store's answer.
+                raise StorageError(
+                    "ListObjectsV2", bucket, prefix, "MalformedResponse",
+                    "the store said the listing is truncated but gave no new continuation token",
+                )  # fmt: skip
             token = page.next_token
 
     def get_bytes(self, bucket: str, key: str) -> bytes:

@@ -35,7 +35,7 @@ from s3seg.leanpath import (
     parse_list_result,
     parse_timestamp,
 )
-from s3seg.objects import ListPage
+from s3seg.objects import Listed, ListPage
 from s3seg.storage import Storage, _page
 
 NOWHERE = "http://127.0.0.1:9"  # the discard port: these botocore clients never send (before-send answers)
@@ -363,3 +363,18 @@ def test_list_query_keeps_an_empty_prefix_and_always_asks_for_url_encoding() -> 
         "continuation-token=t%2F%3D&delimiter=%2F&encoding-type=url&list-type=2&max-keys=7"
         "&prefix=a%20b%2F%C3%A9~%2A&start-after=%2B"
     )
+
+
+@pytest.mark.parametrize("token", ["", "same"], ids=["no token", "the same token again"])
+def test_a_truncated_page_without_a_new_token_is_refused_not_taken_as_the_end(token: str) -> None:
+    """A store that says "more" but gives no way on: stopping would plan silently without the remaining keys."""
+    first = [Listed(key="p/a", size=1, etag='"e"', storage_class="STANDARD", last_modified="2026-01-01T00:00:00")]
+    pages = iter([ListPage(objects=first, truncated=True, next_token="same"),
+                  ListPage(objects=[], truncated=True, next_token=token)])  # fmt: skip
+    storage = Storage(mock.MagicMock(), None)
+    with mock.patch.object(Storage, "_request", lambda self, *a, **k: next(pages)):
+        got = storage.list_pages("b", "p/")
+        assert next(got) == first
+        assert next(got) == []  # the page itself is good: its objects are yielded ...
+        with pytest.raises(StorageError, match="truncated but gave no new continuation token"):
+            next(got)  # ... but the listing cannot go on, and does not pretend it ended
