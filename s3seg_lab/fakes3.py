@@ -396,7 +396,7 @@ class FakeS3:
             if delimiter and (cut := key.find(delimiter, len(prefix))) >= 0:
                 common = key[: cut + len(delimiter)]
                 prefixes.append(f"<CommonPrefixes><Prefix>{enc(common)}</Prefix></CommonPrefixes>")
-                last = common
+                last = common + "\U0010ffff"  # a token resumes past every key under the common prefix
                 i = bisect.bisect_left(keys, common + "\U0010ffff", i)  # past every key under it
                 continue
             o = b.objects[key]
