@@ -341,8 +341,7 @@ def execute_manifest(
         result = ExecResult(direction, manifest_path, journal_path, info.entries, todo, RunReport(direction))
         on_start(todo)
         if todo:
-            threads = opts.threads or config.n_workers
-            processes = opts.processes if opts.processes is not None else config.processes
+            threads, processes = _pool_size(opts, config)
             spec = client_spec(config, target, threads=threads)
             mode = opts.conditional_writes or config.conditional_writes
             storage = make_storage(spec, make_client(spec))
@@ -442,6 +441,11 @@ class _Run:
     config: Settings  # the manifest's, with its recorded endpoint
     threads: int
     processes: int
+
+
+def _pool_size(opts: ExecOptions, config: Settings) -> tuple[int, int]:
+    """(requests in flight per process, worker processes): the flags, else the config (or manifest header)."""
+    return opts.threads or config.n_workers, opts.processes if opts.processes is not None else config.processes
 
 
 def _start_backend(opts: ExecOptions, threads: int, processes: int, spec: ClientSpec, on_phase: OnPhase) -> Backend:
@@ -749,9 +753,8 @@ def run(
         # The workers start (fork server, imports, clients) while the plan lists; they are shut down before the
         # lease is released (the stack closes first). A plan that finds nothing has cost them ~1 s of CPU.
         backend = None
-        processes = opts.processes if opts.processes is not None else settings.processes
+        threads, processes = _pool_size(opts, settings)
         if opts.executor == "local" and processes > 0:
-            threads = opts.threads or settings.n_workers
             backend = _start_backend(opts, threads, processes, client_spec(settings, target, threads=threads), on_phase)
             stack.callback(backend.shutdown, cancel=True)
         _phase(on_phase, f"planning: listing {settings.source.url}")

@@ -62,3 +62,43 @@ def test_a_scheduler_without_executor_dask_is_a_usage_error(
     assert code == 2
     assert "--scheduler is for --executor dask" in capsys.readouterr().err
     assert keys(s3, bucket) == before
+
+
+def test_run_shuts_its_workers_down_before_it_releases_the_lease(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run`` starts its backend before the plan; no worker may still be moving once another run can take the
+    lease, so the backend is shut down first, and the moves are all made."""
+    from s3seg.executor import InlineBackend
+    from s3seg.lease import Lease
+
+    bucket = f"t-{uuid.uuid4().hex[:20]}"
+    s3.create_bucket(Bucket=bucket)
+    for n in (1, 2, 3):
+        s3.put_object(Bucket=bucket, Key=cdr_key(n), Body=b"x")
+    events: list[str] = []
+
+    class Recording(InlineBackend):
+        def shutdown(self, *, cancel: bool) -> None:
+            events.append("backend shut down")
+
+    started: list[int] = []
+
+    def start(opts: Any, threads: int, processes: int, spec: Any, on_phase: Any) -> InlineBackend:
+        started.append(processes)
+        return Recording()
+
+    real_release = Lease.release
+
+    def release(self: Lease) -> None:
+        events.append("lease released")
+        real_release(self)
+
+    monkeypatch.setattr(commands, "_start_backend", start)
+    monkeypatch.setattr(Lease, "release", release)
+    settings = config.load(str(write_config(tmp_path / "c.xml", bucket=bucket, processes=2)))
+    report, result = commands.run(settings, now=datetime(2023, 1, 2), output=str(tmp_path / "plan.jsonl"))
+    assert started == [2]  # one backend, started by run (before the plan), none by the apply
+    assert report.planned == 3 and result.report is not None and result.report.counts
+    assert events == ["backend shut down", "lease released"]
+    assert not [k for k in keys(s3, bucket) if k.startswith("incoming/")] and len(keys(s3, bucket)) == 3
