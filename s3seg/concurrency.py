@@ -158,6 +158,17 @@ class Gate:
             self.peak = max(self.peak, self.in_flight)
             return self._clock(), self.in_flight
 
+    def try_enter(self) -> int | None:
+        """``enter`` for a caller that cannot wait (``copyloop``): the number in flight with this request, or None
+        at the limit. The caller paces itself (``pacer.reserve``) and makes the token, ``(send time, that
+        number)``, for ``leave``."""
+        with self._cond:
+            if self.in_flight >= self.limit:
+                return None
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            return self.in_flight
+
     def leave(self, token: tuple[float, int]) -> None:
         now = self._clock()
         if self.pacer is not None:

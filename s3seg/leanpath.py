@@ -127,7 +127,7 @@ class Response:
     body: bytes
 
 
-class _Transient(Exception):
+class Transient(Exception):
     """An attempt failed in a way a retry may cure; ``error`` is what to raise when attempts run out."""
 
     def __init__(self, error: StorageError) -> None:
@@ -775,6 +775,11 @@ class LeanPath:
         credentials, kwargs = settings
         return cls(None, None, routes=BotocoreRoutes(client, credentials), **kwargs)
 
+    @property
+    def tls(self) -> ssl.SSLContext | None:
+        """The TLS context of an https endpoint (certificate verification as botocore was told), else None."""
+        return self._ssl
+
     def disable(self, reason: str) -> None:
         """Send everything through botocore from now on, in this process (logged once)."""
         if self.enabled:
@@ -804,15 +809,21 @@ class LeanPath:
         self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, **conditions: Unpack[CopyConditions]
     ) -> str:
         """CopyObject keeping metadata and tags (the same headers botocore sends); returns the new ETag as sent."""
+        route, path, headers = self.copy_request(src_bucket, src_key, dst_bucket, dst_key, conditions)
+        r = self._call(route, "CopyObject", dst_bucket, dst_key, "PUT", path, "", headers, copy=True)
+        return copy_etag(r)
+
+    def copy_request(
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, conditions: CopyConditions
+    ) -> tuple[Route, str, dict[str, str]]:
+        """(route, path, unsigned headers) of the CopyObject ``copy`` sends: ``copyloop`` sends the same one."""
         if self.routes is not None and not plain_bucket(src_bucket):
             raise UseBotocore(f"copy source s3://{src_bucket} is not for the lean path", maybe_applied=False)
         route = self.route(dst_bucket)
         headers = {"x-amz-copy-source": copy_source(src_bucket, src_key)}
         for name, value in copy_params(conditions).items():
             headers[_COPY_HEADERS[name]] = value
-        path = object_path(route.prefix, dst_key)
-        r = self._call(route, "CopyObject", dst_bucket, dst_key, "PUT", path, "", headers, copy=True)
-        return _xml_text(_ETAG, r.body)
+        return route, object_path(route.prefix, dst_key), headers
 
     def head(self, bucket: str, key: str) -> dict[str, str] | None:
         """HeadObject's response headers (lower-cased), or None if the object does not exist."""
@@ -932,17 +943,17 @@ class LeanPath:
                     # Sent or not, applied or not: unknown. Retried like botocore does; the protocol re-checks.
                     self._observe(None)
                     name, text = type(exc).__name__, str(exc) or "connection error"
-                    raise _Transient(StorageError(op, bucket, key, name, text, retryable=True)) from None
+                    raise Transient(StorageError(op, bucket, key, name, text, retryable=True)) from None
                 self._observe(r)
-                r = self._check(route, op, bucket, key, r, copy=copy, retried=attempt > 1)
+                r = self.check(route, op, bucket, key, r, copy=copy, retried=attempt > 1)
                 try:
                     return parse(r)
                 except MalformedListing as exc:
                     error = StorageError(
                         op, bucket, key, "MalformedResponse", str(exc), status=r.status, retryable=True
                     )
-                    raise _Transient(error) from None
-            except _Transient as t:
+                    raise Transient(error) from None
+            except Transient as t:
                 maybe_applied = True
                 throttled = t.error.status in (429, 503) or t.error.code in THROTTLING_CODES
                 if attempt >= self.max_attempts:
@@ -967,14 +978,16 @@ class LeanPath:
             code = _xml_text(_CODE, r.body) if r is not None and r.status >= 300 and r.body else ""
             self.limiter.on_receiving_response(code=code, status=0 if r is None else r.status)
 
-    def _check(
+    def check(
         self, route: Route, op: str, bucket: str, key: str, r: Response, *, copy: bool, retried: bool
     ) -> Response:
+        """``r`` if it is a success; else raises what it means: ``UseBotocore`` (botocore must send it),
+        ``Transient`` (retry it) or ``StorageError`` (the store's definite answer)."""
         if 200 <= r.status < 300:
             if copy and (b"<Error>" in r.body or b"<ETag>" not in r.body):
                 # S3 may answer a CopyObject 200 and report the failure in the body: botocore retries it.
                 code = _xml_text(_CODE, r.body) or "InternalError"
-                raise _Transient(
+                raise Transient(
                     StorageError(op, bucket, key, code, "error in a 200 answer", status=r.status, retryable=True)
                 )
             return r
@@ -1001,7 +1014,7 @@ class LeanPath:
             self.on_throttle()
         err = StorageError(op, bucket, key, code, message, status=r.status, retryable=retryable, retried=retried)
         if retryable:
-            raise _Transient(err)
+            raise Transient(err)
         raise err
 
     def _send(
@@ -1018,9 +1031,7 @@ class LeanPath:
         # its canonical form (``delete=``; sorted).
         if self.limiter is not None:
             self.limiter.on_sending_request(request=None)  # blocks while the token bucket is empty
-        signed = route.signer.sign(method, route.netloc, path, canonical_query(query), headers, payload, amz_now())
-        signed["Host"] = route.netloc
-        signed["User-Agent"] = self._user_agent
+        signed = self.signed(route, method, path, query, headers, payload)
         conns: dict[tuple[str, int], Connection] | None = getattr(self._local, "conns", None)
         if conns is None:
             conns = self._local.conns = {}
@@ -1030,6 +1041,33 @@ class LeanPath:
                 route.host, route.port, self._ssl, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout
             )
         return conn.exchange(method, f"{path}?{query}" if query else path, signed, body)
+
+    def signed(
+        self, route: Route, method: str, path: str, query: str, headers: dict[str, str], payload: str
+    ) -> dict[str, str]:
+        """``headers`` (changed in place) with what every lean request carries: signature, Host, User-Agent."""
+        signed = route.signer.sign(method, route.netloc, path, canonical_query(query), headers, payload, amz_now())
+        signed["Host"] = route.netloc
+        signed["User-Agent"] = self._user_agent
+        return signed
+
+
+def copy_etag(r: Response) -> str:
+    """The new object's ETag in a CopyObject's (checked) answer, as sent."""
+    return _xml_text(_ETAG, r.body)
+
+
+def request_head(method: str, target: str, headers: dict[str, str], body: bytes | None) -> bytes:
+    """The request line and headers of one HTTP/1.1 request (a header value with CR or LF is refused)."""
+    lines = [f"{method} {target} HTTP/1.1\r\n"]
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"invalid value for header {name}: {value!r}")
+        lines.append(f"{name}: {value}\r\n")
+    if body is not None or method in ("PUT", "POST"):
+        lines.append(f"Content-Length: {len(body or b'')}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
 
 
 def _as_is(r: Response) -> Response:
@@ -1085,15 +1123,7 @@ class Connection:
             if self.sock is None:
                 self._open()
             assert self.sock is not None
-            lines = [f"{method} {target} HTTP/1.1\r\n"]
-            for name, value in headers.items():
-                if "\r" in value or "\n" in value:
-                    raise ValueError(f"invalid value for header {name}: {value!r}")
-                lines.append(f"{name}: {value}\r\n")
-            if body is not None or method in ("PUT", "POST"):
-                lines.append(f"Content-Length: {len(body or b'')}\r\n")
-            lines.append("\r\n")
-            self.sock.sendall("".join(lines).encode("latin-1") + (body or b""))
+            self.sock.sendall(request_head(method, target, headers, body) + (body or b""))
             status, answer, keep = self._read_head()
             while 100 <= status < 200:  # interim answers (100 Continue): the real one follows
                 status, answer, keep = self._read_head()

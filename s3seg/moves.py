@@ -48,7 +48,7 @@ from typing import Any, Protocol, TypeVar
 from s3seg.crashpoints import crash_point
 from s3seg.errors import StorageError
 from s3seg.journal import Status
-from s3seg.objects import ObjectInfo
+from s3seg.objects import CopyConditions, ObjectInfo
 from s3seg.probe import Capabilities
 from s3seg.s3errors import ARCHIVED_CODES, NOT_FOUND_CODES, PRECONDITION_CODES
 from s3seg.storage import is_xml_safe
@@ -310,13 +310,60 @@ def _same_bytes_by_content(st: Storage, task: Task, dst: ObjectInfo) -> bool:
 
 
 # -- the copy phase: steps 1 and 2 --------------------------------------------------------------------------------
-def copy_phase(st: Storage, task: Task, opts: Options) -> Result:
-    """Make the destination hold the source's planned bytes, or say why not. Never deletes a source."""
+@dataclass(frozen=True, slots=True)
+class SentCopy:
+    """What the store answered to a task's first copy request, sent by someone else (``copyloop``): the copy
+    was made (``etag``, as answered) or it failed (``error``: the store's refusal, or a transport failure, which
+    is retryable and may have been applied). ``copy_phase`` goes on from there as if it had sent it itself."""
+
+    etag: str = ""
+    error: StorageError | None = None
+
+
+def copy_first(task: Task, opts: Options) -> bool:
+    """The task's copy step starts with its CopyObject (no HEAD first): the request ``copyloop`` may send."""
+    return opts.caps.copy_if_none_match and not head_source_first(task, opts)
+
+
+def copy_args(task: Task, opts: Options) -> CopyConditions:
+    """The conditions of a ``copy_first`` task's CopyObject (what ``_copy`` sends for it)."""
+    return CopyConditions(
+        if_match=task.etag, if_none_match=opts.caps.copy_if_none_match, storage_class=task.storage_class
+    )
+
+
+def proven_copy(task: Task, opts: Options, etag: str) -> Result | None:
+    """COPIED if a copy answered with ``etag`` is proven by that answer alone (``_prove`` sends nothing)."""
+    if etag == task.etag or copy_proves_version(task, opts):
+        # Same ETag: same bytes. Or the store enforced CopySourceIfMatch: it copied the planned version.
+        return Result(task.id, Kind.COPIED, etag)
+    return None
+
+
+def copy_phase(st: Storage, task: Task, opts: Options, sent: SentCopy | None = None) -> Result:
+    """Make the destination hold the source's planned bytes, or say why not. Never deletes a source.
+
+    ``sent``: the first copy request was already sent (``copy_first`` tasks only); go on from its answer."""
+
+    def attempt(n: int) -> Result:
+        if n == 0 and sent is not None:
+            return _sent_attempt(st, task, opts, sent)
+        return _copy_attempt(st, task, opts, Attempt(n))
+
     try:
-        return with_item_retries(opts, lambda n: _copy_attempt(st, task, opts, Attempt(n)))
+        return with_item_retries(opts, attempt)
     except (StorageError, _Retry) as exc:
         code = exc.code if isinstance(exc, StorageError) else "Retry"
         return Result(task.id, Kind.ERROR, code=code, detail=str(exc))
+
+
+def _sent_attempt(st: Storage, task: Task, opts: Options, sent: SentCopy) -> Result:
+    """``_copy_attempt`` from the answer to its copy request on (a ``copy_first`` task sends nothing before)."""
+    if not copy_first(task, opts):
+        raise ValueError(f"move {task.id}: its copy step does not start with the copy request")
+    if sent.error is not None:
+        return _copy_refused(st, task, Attempt(0), sent.error)
+    return _prove(st, task, opts, sent.etag)
 
 
 def _copy_attempt(st: Storage, task: Task, opts: Options, attempt: Attempt) -> Result:
@@ -370,9 +417,9 @@ def _copy_refused(st: Storage, task: Task, attempt: Attempt, err: StorageError) 
 
 def _prove(st: Storage, task: Task, opts: Options, etag: str) -> Result:
     """Step 2: prove the copy holds the planned version; if it holds another one, take it back."""
-    if etag == task.etag or copy_proves_version(task, opts):
-        # Same ETag: same bytes. Or the store enforced CopySourceIfMatch: it copied the planned version.
-        return Result(task.id, Kind.COPIED, etag)
+    proven = proven_copy(task, opts, etag)
+    if proven is not None:
+        return proven
     # Multipart/KMS ETags differ by nature, or the store ignores CopySourceIfMatch: the copy read the source
     # after our HEAD said it was the planned version; if it still is now, the copy read that version too.
     if task.is_planned_version(st.head(task.src_bucket, task.src_key)):

@@ -26,10 +26,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from s3seg import moves
+from s3seg import copyloop, moves
 from s3seg.concurrency import AdaptiveLimit, Gate, RateLimiter, ThrottlePacer
 from s3seg.crashpoints import crash_point
-from s3seg.moves import Kind, Options, Result, Task, copy_phase, delete_sources
+from s3seg.moves import Kind, Options, Result, SentCopy, Task, copy_first, copy_phase, delete_sources
 from s3seg.s3errors import THROTTLE_CODES, THROTTLE_STATUS
 from s3seg.storage import ClientSpec, make_client, make_storage
 from s3seg.storage import Storage as BotoStorage
@@ -61,6 +61,7 @@ class _Resources:
     storage: Storage
     pool: ThreadPoolExecutor
     gate: Gate | None  # None: fixed concurrency, no gate (the thread count is the limit)
+    loop: copyloop.CopyLoop | None = None  # plain-HTTP lean path: the batch's copy requests from one thread
 
 
 _cache: dict[WorkerConfig, _Resources] = {}
@@ -83,6 +84,7 @@ def _resources(cfg: WorkerConfig) -> _Resources:
             real = make_storage(cfg.spec, client)
             storage: Storage = real
             gate = None
+            limiter = None
             if cfg.adaptive:
                 start = min(START_THREADS, cfg.threads)
                 # Throttling is answered with a rate (the pacer), not by shrinking the number in flight: at a
@@ -91,10 +93,15 @@ def _resources(cfg: WorkerConfig) -> _Resources:
                 gate = Gate(limit, pacer=ThrottlePacer())
                 _observe_throttling(client, real, gate)
             if cfg.max_requests_per_second > 0:
-                storage = cast(Storage, _Paced(storage, RateLimiter(cfg.max_requests_per_second)))
+                limiter = RateLimiter(cfg.max_requests_per_second)
+                storage = cast(Storage, _Paced(storage, limiter))
+            loop = None
+            if copyloop.enabled_for(real.lean):
+                assert real.lean is not None
+                loop = copyloop.CopyLoop(real.lean, cfg.options, gate=gate, fixed=cfg.threads, limiter=limiter)
             # Room for a delete phase's few DeleteObjects beside a full copy phase (see ``step_batch``).
             pool = ThreadPoolExecutor(cfg.threads + _DELETE_THREADS, thread_name_prefix="s3seg")
-            found = _cache[cfg] = _Resources(storage, pool, gate)
+            found = _cache[cfg] = _Resources(storage, pool, gate, loop)
         return found
 
 
@@ -356,8 +363,11 @@ def copy_batch(cfg: WorkerConfig, tasks: list[Task]) -> list[Result]:
         os._exit(1)  # a batch queued by a parent that has since died
     res = _resources(cfg)
     st, gate = res.storage, res.gate
-    copy = _count_copied(_safe(lambda t: copy_phase(st, t, cfg.options)))
-    results = _fan_out(res.pool, cfg.threads, copy, tasks, gate)
+    if res.loop is not None and res.loop.usable() and any(copy_first(t, cfg.options) for t in tasks):
+        results = _copy_looped(cfg, res, res.loop, tasks)
+    else:
+        copy = _count_copied(_safe(lambda t: copy_phase(st, t, cfg.options)))
+        results = _fan_out(res.pool, cfg.threads, copy, tasks, gate)
     if gate is not None:
         if any(r.code in THROTTLE_CODES for r in results):
             gate.throttled()  # retries did not outlast the throttling: slow down (the items are re-tried next run)
@@ -365,6 +375,51 @@ def copy_batch(cfg: WorkerConfig, tasks: list[Task]) -> list[Result]:
                   len(tasks))  # fmt: skip
     crash_point("worker-copied")  # every copy of the batch made, none reported to the parent
     return results
+
+
+def _copy_looped(cfg: WorkerConfig, res: _Resources, loop: copyloop.CopyLoop, tasks: list[Task]) -> list[Result]:
+    """The copy phase with the batch's copy requests sent by ``loop``; the pool's threads do the rest of each
+    copy step that needs more (a refused condition, an error, a task that does not start with its copy)."""
+    st, gate, opts = res.storage, res.gate, cfg.options
+    futures: dict[int, Future[Result]] = {}
+
+    def go_on(task: Task, sent: SentCopy | None) -> None:
+        def step(t: Task) -> Result:
+            if gate is None:
+                return copy_phase(st, t, opts, sent)
+            token = gate.enter()
+            try:
+                return copy_phase(st, t, opts, sent)
+            finally:
+                gate.leave(token)
+
+        futures[task.id] = res.pool.submit(_count_copied(_safe(step)), task)
+
+    def may_start(task: Task) -> Result | None:
+        if _orphaned():
+            os._exit(1)  # checked before every object: no request starts after the parent died
+        if aborted():
+            return Result(task.id, Kind.ERROR, code="Aborted", detail="the run stopped before this object")
+        return None
+
+    for task in tasks:
+        if not copy_first(task, opts):
+            go_on(task, None)
+    done = loop.run([t for t in tasks if copy_first(t, opts)], go_on, may_start, _counter())
+    return [done[t.id] if t.id in done else futures[t.id].result() for t in tasks]
+
+
+def _counter() -> Callable[[Result], None] | None:
+    """Counts a finished object in this process's progress slot (see ``_count_copied``)."""
+    slot = _progress
+    if slot is None:
+        return None
+    numbers = _progress_numbers
+
+    def count(_: Result) -> None:
+        slot.value = next(numbers)
+
+    return count
 
 
 def delete_batch(cfg: WorkerConfig, items: list[tuple[Task, Result]]) -> list[Result]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from advlab import Lab
 
+import s3seg.copyloop
 import s3seg.storage
 
 pytestmark = pytest.mark.integration
@@ -95,10 +96,24 @@ def test_destination_already_holding_identical_bytes_is_deduplicated(lab: Lab) -
 def _on_copy(when: str, dst: str, action: Callable[[], None]) -> Iterator[None]:
     """Run ``action`` once, just ``before`` or ``after`` the CopyObject onto ``dst`` (in-process runs).
 
-    Hooked at ``Storage.copy``, below which both request paths (lean HTTP and botocore) sit.
+    Hooked at ``Storage.copy``, below which both request paths (lean HTTP and botocore) sit, and where the copy
+    loop sends a copy itself (``copyloop._Run._send``) and reads its answer (``_Run._answered``).
     """
     real = s3seg.storage.Storage.copy
+    real_send, real_answered = s3seg.copyloop._Run._send, s3seg.copyloop._Run._answered
     fired: list[bool] = []
+
+    def send(run: Any, item: Any) -> None:
+        if when == "before" and item.task.dst_key == dst and not fired:
+            fired.append(True)
+            action()
+        real_send(run, item)
+
+    def answered(run: Any, item: Any, response: Any) -> None:
+        real_answered(run, item, response)
+        if when == "after" and item.task.dst_key == dst and not fired:
+            fired.append(True)
+            action()
 
     def copy(st: Any, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, **kw: Any) -> str:
         if when == "before" and dst_key == dst and not fired:
@@ -111,10 +126,12 @@ def _on_copy(when: str, dst: str, action: Callable[[], None]) -> Iterator[None]:
         return etag
 
     s3seg.storage.Storage.copy = copy  # type: ignore[method-assign]
+    s3seg.copyloop._Run._send, s3seg.copyloop._Run._answered = send, answered  # type: ignore[method-assign]
     try:
         yield
     finally:
         s3seg.storage.Storage.copy = real  # type: ignore[method-assign]
+        s3seg.copyloop._Run._send, s3seg.copyloop._Run._answered = real_send, real_answered  # type: ignore[method-assign]
     assert fired, "the hook never fired"
 
 

@@ -18,6 +18,9 @@ import pytest
 from storekit import KEYS, LEAN_OPS, _comparable
 
 import s3seg.leanpath as leanpath
+from s3seg.copyloop import CopyLoop, enabled_for
+from s3seg.moves import Kind, Options, Task
+from s3seg.probe import Capabilities
 from s3seg.storage import ClientSpec, Storage, make_client, make_storage
 from s3seg_lab import local_s3
 from s3seg_lab.tlsfront import TlsFront, aws_dns, make_pki
@@ -137,3 +140,42 @@ def test_deletes_over_tls_delete_exactly_the_given_keys(aws: Aws) -> None:
     assert aws.keys() == {f"keep/{k}" for k in KEYS[2:]}
     assert all(aws.body(f"keep/{k}") == b"keep" for k in KEYS[2:])
     aws.assert_all_lean()
+
+
+def _loop_tasks(aws: Aws, etags: dict[str, str]) -> list[Task]:
+    return [Task(i, aws.bucket, f"src/{k}", aws.bucket, f"loop/{k}", etags[k], len(f"body {i}"))
+            for i, k in enumerate(KEYS)]  # fmt: skip
+
+
+def test_the_copy_loop_sends_over_tls_virtual_hosted_what_the_lean_path_sends(aws: Aws) -> None:
+    etags = {}
+    for i, key in enumerate(KEYS):
+        etags[key] = aws.put(f"src/{key}", f"body {i}".encode(), Metadata={"idx": str(i)}, Tagging=f"idx={i}")
+    assert aws.lean.lean is not None and enabled_for(aws.lean.lean)
+    loop = CopyLoop(aws.lean.lean, Options(caps=Capabilities.trusted()), gate=None, fixed=4)
+    handed: list[Task] = []
+    done = loop.run(_loop_tasks(aws, etags), lambda t, s: handed.append(t), lambda t: None)
+    assert not handed and len(done) == len(KEYS) and all(r.kind is Kind.COPIED for r in done.values())
+    for i, key in enumerate(KEYS):
+        assert aws.body(f"loop/{key}") == f"body {i}".encode(), key
+        assert aws.admin.head_object(Bucket=aws.bucket, Key=f"loop/{key}")["Metadata"] == {"idx": str(i)}, key
+        assert aws.tags(f"loop/{key}") == {"idx": str(i)}, key
+    aws.assert_all_lean()
+    assert set(aws.front.sni) == {f"{aws.bucket}.s3.{REGION}.amazonaws.com"}
+    assert loop.sent == len(KEYS)
+
+
+def test_the_copy_loop_hands_back_unsent_what_a_refused_certificate_stops(
+    aws: Aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    etags = {key: aws.put(f"src/{key}", f"body {i}".encode()) for i, key in enumerate(KEYS)}
+    monkeypatch.setenv("AWS_CA_BUNDLE", make_pki(tmp_path / "other", label="another CA").ca_file)
+    other = make_storage(ClientSpec(region=REGION, max_attempts=3))
+    assert other.lean is not None
+    handed: dict[int, object] = {}
+    done = CopyLoop(other.lean, Options(caps=Capabilities.trusted()), gate=None, fixed=4).run(
+        _loop_tasks(aws, etags), lambda t, s: handed.__setitem__(t.id, s), lambda t: None
+    )
+    # Never sent: the pool's lean path meets the same refusal and botocore gives the verdict.
+    assert not done and handed == {i: None for i in range(len(KEYS))}
+    assert not {f"loop/{k}" for k in KEYS} & aws.keys()
