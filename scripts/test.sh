@@ -21,4 +21,8 @@ echo "== lint (ruff) and types (mypy --strict)"
 "$VENV/bin/mypy" s3seg
 echo "== tests"
 # Three workers on two cores: most tests wait on a local S3 server or a subprocess, not on the CPU.
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "${S3SEG_TEST_JOBS:-3}" "$@"
+# worksteal, not xdist's default "load": "load" hands each worker a run of consecutive tests up front and
+# never takes them back, so the slow adversarial/integration files (collected first, side by side) piled up
+# on one worker and the others sat idle for minutes at the end; worksteal lets an idle worker take half of
+# the busiest one's queue.
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "${S3SEG_TEST_JOBS:-3}" --dist worksteal "$@"

@@ -21,6 +21,21 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_botocore_loader() -> Iterator[None]:
+    """Every boto3 client built in this test process (plan, probe, in-process applies: several per test, one per
+    ``s3seg.storage.make_client``) reuses one botocore data loader instead of parsing the S3 service model
+    again: ~140-270 ms -> ~40 ms per client. Only test speed: the models are the same files, parsed once; s3seg
+    itself builds one client per process, and subprocesses (CLI runs, pool workers) are not affected."""
+    import botocore.session
+
+    real = botocore.session.create_loader
+    shared = real()
+    botocore.session.create_loader = lambda *args, **kwargs: shared  # type: ignore[assignment]
+    yield
+    botocore.session.create_loader = real
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """One moto server for the session, on a free loopback port."""

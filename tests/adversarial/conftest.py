@@ -64,21 +64,6 @@ def _store_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("S3SEG_CRASH_AT", raising=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _shared_botocore_loader() -> Iterator[None]:
-    """Every boto3 client built in this process (plan, probe, in-process runs: several per test) reuses one
-    botocore data loader instead of parsing the S3 service model again: ~140 ms -> ~40 ms per client. Only
-    test speed; s3seg itself builds one client per process."""
-    import botocore.loaders
-    import botocore.session
-
-    real = botocore.session.create_loader
-    shared = real()
-    botocore.session.create_loader = lambda *args, **kwargs: shared  # type: ignore[assignment]
-    yield
-    botocore.session.create_loader = real
-
-
 @pytest.fixture(autouse=True)
 def _restore_process_state() -> Iterator[None]:
     with process_state_kept():

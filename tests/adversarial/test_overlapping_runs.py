@@ -10,6 +10,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from advlab import LEASE_KEY, Lab, wait_for
@@ -82,19 +83,28 @@ def test_with_lock_wait_the_cron_run_waits_for_the_rollback_then_moves_everythin
     lab.assert_applied()
 
 
-def test_two_applies_of_different_manifests_on_one_bucket_never_mutate_together(moto_lab: Lab) -> None:
+def test_two_applies_of_different_manifests_on_one_bucket_never_mutate_together(
+    moto_lab: Lab, proxy_factory: Any
+) -> None:
     lab = moto_lab
     lab.seed(10, errors=1)
     first = lab.plan("first.jsonl")
-    second = lab.plan("second.jsonl")  # the same objects, planned twice (two operators, two hosts)
+    # The same objects, planned twice (two operators, two hosts): the second host reaches the store through
+    # a proxy of its own, so the first run can be frozen mid-way below while the second one runs.
+    second = lab.plan("second.jsonl", endpoint=proxy_factory(lab.store.endpoint).url)
     lab.proxy.set(delay=0.2, ops={"CopyObject"})
     lab.manifest = first
     running = lab.spawn(*lab.exec_args("apply", "--processes", "1", "--batch-size", "2"))
     assert wait_for(lambda: _sources_back(lab) < len(lab.seeded), timeout=60)
+    # Frozen mid-way (its lease held, moves left to do) for as long as the second CLI takes to start: without
+    # this, on a loaded machine the first run could finish before the second one looked (exit 0, not 3).
+    lab.proxy.hold()
+    assert running.poll() is None, "the first run must still be running"
     lab.manifest = second
     refused = lab.cli(*lab.exec_args("apply"))
     assert refused.code == 3, refused
     assert "apply of" in refused.err and os.path.basename(first) in refused.err
+    lab.proxy.release()
     lab.manifest = first
     assert lab.finish(running).code == 0
     lab.proxy.heal()
@@ -201,7 +211,9 @@ def test_a_dedup_mark_does_not_survive_a_cycle_in_which_the_object_was_really_mo
 def test_rollback_of_moves_that_never_happened_and_whose_source_changed_has_nothing_to_undo(moto_lab: Lab) -> None:
     lab = moto_lab
     lab.seed(5, errors=1)
-    lab.plan()
+    # One retry at each level, not FAST's 3 x 4: every copy fails, so each retry is only a backoff sleep
+    # (~20 s of them with FAST); the test is about what rollback does after the failed apply.
+    lab.plan(max_attempts=2, item_retries=1)
     lab.proxy.set(fail_before=1.0, ops={"CopyObject"})
     failed = lab.run("apply")
     assert failed.code == 1, failed

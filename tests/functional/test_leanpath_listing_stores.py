@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import botocore.session
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -82,16 +81,6 @@ class Lister:
     def assert_all_lean(self) -> None:
         assert self.lean.lean is not None and self.lean.lean.enabled, "the lean path was turned off"
         assert "ListObjectsV2" not in self.botocore_ops, f"handed to botocore: {self.botocore_ops}"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _shared_botocore_loader() -> Iterator[None]:
-    """Clients here share one botocore data loader (the S3 model parsed once, not per client): test speed."""
-    real = botocore.session.create_loader
-    shared = real()
-    botocore.session.create_loader = lambda *args, **kwargs: shared  # type: ignore[assignment]
-    yield
-    botocore.session.create_loader = real
 
 
 @pytest.fixture(scope="module")

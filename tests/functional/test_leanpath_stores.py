@@ -60,16 +60,6 @@ class Target:
         assert LEAN_OPS.isdisjoint(self.botocore_ops), f"handed to botocore: {self.botocore_ops}"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _shared_botocore_loader() -> Iterator[None]:
-    """Clients here share one botocore data loader (the S3 model parsed once, not per client): test speed."""
-    real = botocore.session.create_loader
-    shared = real()
-    botocore.session.create_loader = lambda *args, **kwargs: shared  # type: ignore[assignment]
-    yield
-    botocore.session.create_loader = real
-
-
 @pytest.fixture(scope="module")
 def seaweedfs() -> Iterator[local_s3.Store]:
     if not local_s3.available("seaweedfs"):
