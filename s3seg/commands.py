@@ -26,7 +26,7 @@ from s3seg import inventory as _inventory
 from s3seg import verify as _verify
 from s3seg.config import Settings
 from s3seg.errors import ManifestError, StorageError, StoreRefusedError, UsageError
-from s3seg.executor import Backend, InlineBackend, ProcessBackend, RunReport, execute
+from s3seg.executor import Backend, InlineBackend, ProcessBackend, RunReport, execute, start_fork_server
 from s3seg.journal import (
     APPLY_CONFLICTS,
     APPLY_DONE,
@@ -322,6 +322,8 @@ def execute_manifest(
     on_start, on_progress = hooks.get("on_start", _nothing), hooks.get("on_progress", _nothing)
     on_phase, backend, lease = hooks.get("on_phase", _nothing), hooks.get("backend"), hooks.get("lease")
     direction = Direction(direction)  # "apply" and "rollback" as plain strings are accepted too
+    if backend is None and not opts.dry_run and opts.processes != 0 and opts.executor == "local":
+        start_fork_server()  # its imports overlap the verification below (a pool of 0 processes needs none)
     manifest = Manifest(manifest_path)
     journal_path = opts.journal or journal_path_for(manifest_path)
     info = verify_for_run(manifest, journal_path, hooks.get("planned"))

@@ -99,31 +99,52 @@ def split_points(keys: list[str], upto: str | None, prefix: str, k: int, target:
     shared = _shared_length(first, last)
     limit = utf8(upto) if upto is not None else None
     alphabets = {j: _alphabet({key[j] for key in sample if len(key) > j}) for j in range(len(prefix), shared + 1)}
-    here = alphabets[shared]
-    if shared < len(first) and shared < len(last) and first[shared] in here and last[shared] in here:
-        span = here.index(last[shared]) - here.index(first[shared]) + 1
-    else:
-        span = 1
-    unit = len(keys) / max(1, span)  # estimated keys per character step at position `shared`
+    unit = _keys_per_step(keys, shared, alphabets[shared])  # estimated keys per character step at `shared`
     points: list[str] = []
     mass = 0.0
     for j in range(shared, len(prefix) - 1, -1):
         if j < shared:
             unit *= max(1, len(alphabets[j + 1]))
         current = last[j] if j < len(last) else ""
+        # A step here too big for one range (numbered keys, one digit further left) is cut one position deeper.
+        finer = alphabets[j + 1] if j < shared and unit > target else [""]
+        step = unit / len(finer)
         for c in alphabets[j]:
             if c <= current:  # code point order == UTF-8 byte order for single characters
                 continue
-            point = last[:j] + c
-            if limit is not None and utf8(point) >= limit:
-                return points
-            mass += unit
-            if mass >= target:
-                points.append(point)
-                mass = 0.0
-                if len(points) == k:
+            for d in finer:
+                point = last[:j] + c + d
+                if limit is not None and utf8(point) >= limit:
                     return points
+                mass += step
+                if mass >= target:
+                    points.append(point)
+                    mass = 0.0
+                    if len(points) == k:
+                        return points
     return points
+
+
+def _keys_per_step(keys: list[str], at: int, alphabet: list[str]) -> float:
+    """How many keys one character step at position ``at`` holds, estimated from one page.
+
+    The characters strictly between the first and last keys' are wholly in the page: their mean count. With
+    none (the page spans two neighbours, the usual case for numbered keys: 0000000 .. 0001010), the larger of
+    the two partly listed ones, a lower bound: the page's count over its span would be half of that, and
+    ranges cut on it twice too long (measured: one range of 8,000 and one of 10,000 keys out of 20,000).
+    """
+    first, last = keys[0], keys[-1]
+    if at >= len(first) or at >= len(last) or first[at] not in alphabet or last[at] not in alphabet:
+        return float(len(keys))
+    lo, hi = alphabet.index(first[at]), alphabet.index(last[at])
+    counts: dict[str, int] = {}
+    for key in keys:
+        if len(key) > at:
+            counts[key[at]] = counts.get(key[at], 0) + 1
+    inner = alphabet[lo + 1 : hi]
+    if inner:
+        return max(1.0, sum(counts.get(c, 0) for c in inner) / len(inner))
+    return float(max(counts.get(first[at], 0), counts.get(last[at], 0), 1))
 
 
 _DIGITS = "0123456789"

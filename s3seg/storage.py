@@ -25,6 +25,7 @@ import boto3
 import botocore.config
 import botocore.configprovider
 import botocore.exceptions
+import botocore.loaders
 import botocore.session
 
 from s3seg.errors import StorageError, UsageError
@@ -69,9 +70,23 @@ class ClientSpec:
 _NO_CONFIGURED_ENDPOINTS: dict[str, Any] = {"ignore_configured_endpoint_urls": True}
 
 
+_loader: Any = None
+
+
+def _shared_loader(core: Any) -> Any:
+    """This process's one botocore data loader: every client after the first reuses its parsed service model
+    (~0.15 s of CPU per client otherwise; an apply's parent builds two before its first request, preflight's
+    and the run's)."""
+    global _loader
+    if _loader is None:
+        _loader = botocore.loaders.create_loader(core.get_config_variable("data_path"))
+    return _loader
+
+
 def make_client(spec: ClientSpec) -> S3Client:
     """A boto3 S3 client built in the calling process from the standard credential chain."""
     core = botocore.session.get_session()
+    core.register_component("data_loader", _shared_loader(core))
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     try:
         session = boto3.session.Session(botocore_session=core, profile_name=spec.profile, region_name=spec.region)

@@ -54,6 +54,9 @@ class WorkerConfig:
 _lock = threading.Lock()
 _DELETE_THREADS = 4  # pool threads beyond cfg.threads, for the delete phase that overlaps a copy phase
 START_THREADS = 16  # where an adaptive limit starts, and its floor on latency alone (the former fixed default)
+# Where it starts when a copy loop sends the copies: a place in flight is a socket there, not a thread, and at
+# 50 ms the limit took ~0.6 s (12 windows of x1.25) to grow from 16 to 256 (the whole first batch).
+START_IN_FLIGHT_LOOP = 64
 
 
 @dataclass(slots=True)
@@ -85,18 +88,20 @@ def _resources(cfg: WorkerConfig) -> _Resources:
             storage: Storage = real
             gate = None
             limiter = None
+            looped = copyloop.enabled_for(real.lean)
             if cfg.adaptive:
-                start = min(START_THREADS, cfg.threads)
+                floor = min(START_THREADS, cfg.threads)
+                start = min(START_IN_FLIGHT_LOOP if looped else START_THREADS, cfg.threads)
                 # Throttling is answered with a rate (the pacer), not by shrinking the number in flight: at a
                 # fixed latency the two are the same, but the rate is what the store limits and can be measured.
-                limit = AdaptiveLimit(initial=start, floor=start, max_limit=cfg.threads, backoff=1.0)
+                limit = AdaptiveLimit(initial=start, floor=floor, max_limit=cfg.threads, backoff=1.0)
                 gate = Gate(limit, pacer=ThrottlePacer())
                 _observe_throttling(client, real, gate)
             if cfg.max_requests_per_second > 0:
                 limiter = RateLimiter(cfg.max_requests_per_second)
                 storage = cast(Storage, _Paced(storage, limiter))
             loop = None
-            if copyloop.enabled_for(real.lean):
+            if looped:
                 assert real.lean is not None
                 loop = copyloop.CopyLoop(real.lean, cfg.options, gate=gate, fixed=cfg.threads, limiter=limiter)
             # Room for a delete phase's few DeleteObjects beside a full copy phase (see ``step_batch``).
