@@ -31,7 +31,6 @@ import itertools
 import logging
 import os
 import random
-import select
 import selectors
 import socket
 import ssl
@@ -55,6 +54,7 @@ from s3seg.leanpath import (
     Route,
     Transient,
     UseBotocore,
+    _closed_by_peer,
     copy_etag,
     request_head,
 )
@@ -570,14 +570,6 @@ def _transport(task: Task, exc: OSError, sends: int) -> StorageError:
     """A request whose answer was not read whole: sent or not, applied or not, unknown (retryable)."""
     name, text = type(exc).__name__, str(exc) or "connection error"
     return StorageError(OP, task.dst_bucket, task.dst_key, name, text, retryable=True, retried=sends > 1)
-
-
-def _closed_by_peer(sock: socket.socket) -> bool:
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
 
 
 def parse_answer(buf: bytearray, *, eof: bool) -> tuple[Response, bool] | None:
