@@ -31,6 +31,7 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
 import queue
 import signal
@@ -135,6 +136,7 @@ class ProcessBackend:
         """
 
         def start() -> None:
+            _tracker_running()
             with signals_blocked():  # this thread's signal mask is what the processes it starts inherit
                 for _ in range(self._processes):
                     try:
@@ -218,10 +220,22 @@ def start_fork_server() -> None:
     worker_context()  # the preload list, before the server starts
 
     def start() -> None:
+        _tracker_running()
         with signals_blocked():  # the server, and every worker it forks, start with these blocked
             multiprocessing.forkserver.ensure_running()
 
     threading.Thread(target=start, name="s3seg-fork-server", daemon=True).start()
+
+
+def _tracker_running() -> None:
+    """Start multiprocessing's resource tracker (if it is not running) in a ``signals_blocked`` of its own.
+
+    Starting it unblocks SIGINT and SIGTERM in the calling thread (bpo-33613): the fork server started next in
+    that block would then die of a SIGTERM sent to the process group, and with it every worker's exit status (a
+    broken pool). The tracker itself ignores SIGINT and SIGTERM but not SIGHUP, which stays blocked in it this
+    way (unblocked, a SIGHUP to the group killed it). Callers block the signals again for the fork server."""
+    with signals_blocked():
+        multiprocessing.resource_tracker.ensure_running()
 
 
 class _ForwardToLogging(logging.Handler):

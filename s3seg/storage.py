@@ -83,18 +83,26 @@ def _shared_loader(core: Any) -> Any:
     return _loader
 
 
+def _no_profile(spec: ClientSpec, core: Any) -> UsageError:
+    return UsageError(
+        f"AWS profile {spec.profile or core.profile!r} is not in the AWS config or credentials file "
+        "(from --profile, <profile> or AWS_PROFILE): check its name"
+    )
+
+
 def make_client(spec: ClientSpec) -> S3Client:
     """A boto3 S3 client built in the calling process from the standard credential chain."""
     core = botocore.session.get_session()
-    core.register_component("data_loader", _shared_loader(core))
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     try:
+        loader = _shared_loader(core)  # reads the config: a missing AWS_PROFILE is refused here already
+        core.register_component("data_loader", loader)
         session = boto3.session.Session(botocore_session=core, profile_name=spec.profile, region_name=spec.region)
+        paths = loader.search_paths  # boto3 appends its data folder for each session: once is enough
+        while len(paths) > 1 and paths[-1] in paths[:-1]:
+            paths.pop()
     except botocore.exceptions.ProfileNotFound:
-        raise UsageError(
-            f"AWS profile {spec.profile or core.profile!r} is not in the AWS config or credentials file "
-            "(from --profile, <profile> or AWS_PROFILE): check its name"
-        ) from None
+        raise _no_profile(spec, core) from None
     config = botocore.config.Config(
         max_pool_connections=spec.max_pool_connections,
         retries={"mode": spec.retry_mode, "total_max_attempts": spec.max_attempts},  # type: ignore[arg-type]
@@ -112,6 +120,8 @@ def make_client(spec: ClientSpec) -> S3Client:
     )
     try:
         return session.client("s3", endpoint_url=spec.endpoint_url, config=config)
+    except botocore.exceptions.ProfileNotFound:  # read first here when the session did not need its config yet
+        raise _no_profile(spec, core) from None
     except botocore.exceptions.InvalidRegionError:
         raise UsageError(f"region {spec.region!r} is not a valid AWS region name (e.g. us-east-1)") from None
     except ValueError as exc:  # botocore: an endpoint URL it cannot use
