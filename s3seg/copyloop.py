@@ -340,12 +340,15 @@ class _Run:
         conn.item, conn.request, conn.request_out = item, data, False
         conn.buf.clear()
         self.busy.add(conn)
-        if conn.ready:
-            self._begin(conn)
-        else:
-            conn.deadline = self.clock() + self.lean.connect_timeout  # the TCP connect and the TLS handshake
-            if conn.connected:
-                self._handshake(conn)
+        try:
+            if conn.ready:
+                self._begin(conn)
+            else:
+                conn.deadline = self.clock() + self.lean.connect_timeout  # the TCP connect and the TLS handshake
+                if conn.connected:
+                    self._handshake(conn)
+        except OSError as exc:  # a kept-alive connection reset under us: this task alone, not the whole run
+            self._failed(conn, exc)
 
     def _new_conn(self, host: Host) -> _Conn:
         conn = self.loop._take(host)

@@ -301,3 +301,31 @@ def test_the_loop_is_only_for_plain_http_endpoints_without_a_blocking_rate_limit
     spec = ClientSpec(endpoint_url=store.endpoint, region="us-east-1", retry_mode="adaptive")
     assert not enabled_for(make_storage(spec, make_client(spec)).lean)
     assert not enabled_for(None)
+
+
+class _ResetOnSend:
+    """A kept-alive socket whose peer has reset it: the next send fails."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+    def send(self, data: bytes) -> int:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+
+def test_a_connection_reset_on_send_fails_that_copy_alone(store: FakeS3) -> None:
+    tasks = _tasks(4)
+    store.seed("b", [t.src_key for t in tasks], 10)
+    st = _storage(store.endpoint)
+    loop = CopyLoop(st.lean, OPTS, gate=None, fixed=1)
+    _run(loop, tasks[:1])
+    (idle,) = [c for conns in loop._idle.values() for c in conns]
+    idle.sock = _ResetOnSend(idle.sock)  # type: ignore[assignment]
+    results, handed = _run(loop, tasks[1:])
+    # The task whose request met the reset may have been sent: handed over as "maybe applied"; the others go on.
+    assert list(handed) == [1]
+    assert handed[1] is not None and handed[1].error is not None and handed[1].error.retryable
+    assert all(results[t.id].kind is Kind.COPIED for t in tasks[2:])
