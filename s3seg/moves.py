@@ -326,7 +326,7 @@ def copy_first(task: Task, opts: Options) -> bool:
 
 
 def copy_args(task: Task, opts: Options) -> CopyConditions:
-    """The conditions of a ``copy_first`` task's CopyObject (what ``_copy`` sends for it)."""
+    """The conditions of a task's CopyObject: what ``_copy`` sends, and ``copyloop`` for ``copy_first`` tasks."""
     return CopyConditions(
         if_match=task.etag, if_none_match=opts.caps.copy_if_none_match, storage_class=task.storage_class
     )
@@ -398,10 +398,7 @@ def _copy(st: Storage, task: Task, opts: Options, source: ObjectInfo | None) -> 
             source=source, if_match=task.etag, if_none_match=caps.copy_if_none_match,
             part_size=opts.multipart_chunksize, sse=sse,
         )  # fmt: skip
-    return st.copy(
-        task.src_bucket, task.src_key, task.dst_bucket, task.dst_key,
-        if_match=task.etag, if_none_match=caps.copy_if_none_match, storage_class=task.storage_class, sse=sse,
-    )  # fmt: skip
+    return st.copy(task.src_bucket, task.src_key, task.dst_bucket, task.dst_key, **copy_args(task, opts), sse=sse)
 
 
 def _copy_refused(st: Storage, task: Task, attempt: Attempt, err: StorageError) -> Result:

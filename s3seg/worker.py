@@ -64,7 +64,7 @@ class _Resources:
     storage: Storage
     pool: ThreadPoolExecutor
     gate: Gate | None  # None: fixed concurrency, no gate (the thread count is the limit)
-    loop: copyloop.CopyLoop | None = None  # plain-HTTP lean path: the batch's copy requests from one thread
+    loop: copyloop.CopyLoop | None = None  # lean path on: the batch's copy requests from one thread
 
 
 _cache: dict[WorkerConfig, _Resources] = {}
@@ -227,17 +227,29 @@ def _count_copied(fn: Callable[[Task], Result]) -> Callable[[Task], Result]:
     ``scripts/bench_progress.py``: about 0.1-0.2 us per object (a lock around an add cost 0.5-0.9 us on the same
     loaded machine), against the milliseconds of the object's requests.
     """
-    slot = _progress
-    if slot is None:
+    count = _counter()
+    if count is None:
         return fn
-    numbers = _progress_numbers
 
     def run(task: Task) -> Result:
         result = fn(task)
-        slot.value = next(numbers)
+        count(result)
         return result
 
     return run
+
+
+def _counter() -> Callable[[Result], None] | None:
+    """Counts one finished object in this process's progress slot (None: no slot; see ``_count_copied``)."""
+    slot = _progress
+    if slot is None:
+        return None
+    numbers = _progress_numbers
+
+    def count(_: Result) -> None:
+        slot.value = next(numbers)
+
+    return count
 
 
 # More "whoever sent this work is gone" checks, consulted with the parent check before every object. The Dask
@@ -277,12 +289,21 @@ class Aborted(Exception):
     """The parent abandoned the run while this work was queued or running."""
 
 
+def _may_start(task: Task) -> Result | None:
+    """Checked before every object: none starts after the parent died (this process exits) or abandoned the run
+    (the object's result says so)."""
+    if _orphaned():
+        os._exit(1)
+    if aborted():
+        return Result(task.id, Kind.ERROR, code="Aborted", detail="the run stopped before this object")
+    return None
+
+
 def _safe(fn: Callable[[Task], Result]) -> Callable[[Task], Result]:
     def run(task: Task) -> Result:
-        if _orphaned():
-            os._exit(1)  # checked before every object: no request starts after the parent died
-        if aborted():
-            return Result(task.id, Kind.ERROR, code="Aborted", detail="the run stopped before this object")
+        refused = _may_start(task)
+        if refused is not None:
+            return refused
         try:
             return fn(task)
         except Exception as exc:
@@ -400,31 +421,14 @@ def _copy_looped(cfg: WorkerConfig, res: _Resources, loop: copyloop.CopyLoop, ta
 
         futures[task.id] = res.pool.submit(_count_copied(_safe(step)), task)
 
-    def may_start(task: Task) -> Result | None:
-        if _orphaned():
-            os._exit(1)  # checked before every object: no request starts after the parent died
-        if aborted():
-            return Result(task.id, Kind.ERROR, code="Aborted", detail="the run stopped before this object")
-        return None
-
+    first = []
     for task in tasks:
-        if not copy_first(task, opts):
+        if copy_first(task, opts):
+            first.append(task)
+        else:
             go_on(task, None)
-    done = loop.run([t for t in tasks if copy_first(t, opts)], go_on, may_start, _counter())
+    done = loop.run(first, go_on, _may_start, _counter())
     return [done[t.id] if t.id in done else futures[t.id].result() for t in tasks]
-
-
-def _counter() -> Callable[[Result], None] | None:
-    """Counts a finished object in this process's progress slot (see ``_count_copied``)."""
-    slot = _progress
-    if slot is None:
-        return None
-    numbers = _progress_numbers
-
-    def count(_: Result) -> None:
-        slot.value = next(numbers)
-
-    return count
 
 
 def delete_batch(cfg: WorkerConfig, items: list[tuple[Task, Result]]) -> list[Result]:

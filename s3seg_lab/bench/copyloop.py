@@ -20,19 +20,9 @@ import sys
 import time
 import urllib.request
 
+from s3seg_lab.bench.lean_listing import start_store
+
 BUCKET = "bench"
-
-
-def _start_store(delay_ms: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "s3seg_lab.fakes3", "--delay-ms", str(delay_ms)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("PORT "):
-        proc.kill()
-        raise RuntimeError(f"fakes3 did not start: {line!r}")
-    return proc, f"http://127.0.0.1:{int(line.split()[1])}"
 
 
 def _seed(endpoint: str, keys: list[str]) -> None:
@@ -72,7 +62,7 @@ def main() -> None:
     if a.child:
         _child(a.child[0], a.child[1], int(a.child[2]), int(a.child[3]))
         return
-    proc, endpoint = _start_store(a.delay_ms)
+    proc, endpoint = start_store(a.delay_ms)
     rows = []
     try:
         for n_in in [int(x) for x in a.in_flight.split(",")]:

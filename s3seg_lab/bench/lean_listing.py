@@ -27,9 +27,10 @@ BUCKET = "bench"
 PREFIX = "incoming/"
 
 
-def _start_store() -> tuple[subprocess.Popen[str], str]:
+def start_store(delay_ms: float = 0.0) -> tuple[subprocess.Popen[str], str]:
+    """``s3seg_lab.fakes3`` in a child process answering after ``delay_ms``: (the process, its endpoint)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "s3seg_lab.fakes3", "--delay-ms", "0"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "s3seg_lab.fakes3", "--delay-ms", str(delay_ms)], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -58,7 +59,7 @@ def main() -> None:
     a = p.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    proc, endpoint = _start_store()
+    proc, endpoint = start_store()
     try:
         _seed(endpoint, a.keys)
         spec = ClientSpec(endpoint_url=endpoint, region="us-east-1")
