@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -809,12 +810,31 @@ def _log_exec(result: commands.ExecResult) -> None:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> NoReturn:
-    """Entry point of the ``s3seg`` console script."""
+    """Entry point of the ``s3seg`` console script: ends the process (``run_cli`` is the in-process form)."""
     if isinstance(sys.stdout, io.TextIOWrapper):
         # A path that is not UTF-8 (its bytes surrogate-escaped by Python) is printed as the same bytes, as ls
         # prints it, instead of failing the whole summary with UnicodeEncodeError.
         sys.stdout.reconfigure(errors="surrogateescape")
-    sys.exit(run_cli(argv, out))
+    _exit(run_cli(argv, out))
+
+
+def _exit(code: int) -> NoReturn:
+    """End the process once everything it owes is written, without the interpreter's teardown.
+
+    Freeing botocore's models, the modules and their objects took 0.15-0.22 s after every command had finished
+    (measured at the end of plan and apply): a tenth of a plan, paid by every cron run. Nothing is lost by
+    skipping it: the journal and the manifest are fsynced and closed before their command returns, the worker
+    pool is shut down (its resource tracker has nothing left to clean up), and here the log file is flushed and
+    closed (``logging.shutdown``) and stdout and stderr are flushed.
+    A thread still running (none is, after any command) means work in progress: the normal exit waits for it.
+    """
+    if threading.active_count() > 1:
+        sys.exit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said anyway
+            stream.flush()
+    os._exit(code)
 
 
 def run_cli(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -135,6 +135,10 @@ class Transient(Exception):
         self.error = error
 
 
+# (the header each signed name is read from, None for host; the signed names, sorted; ``;``-joined)
+_Shape = tuple[list[str | None], list[str], str]
+
+
 class SigV4:
     """AWS Signature Version 4 for S3 requests (header auth), with the day's signing key cached."""
 
@@ -142,17 +146,33 @@ class SigV4:
         self._credentials = credentials  # botocore Credentials: refreshable ones refresh themselves
         self.region = region
         self.service = service
-        self._keys: dict[tuple[str, str], bytes] = {}
+        self._keys: dict[tuple[str, str], Any] = {}
+        self._shapes: dict[tuple[str, ...], _Shape] = {}
 
-    def _signing_key(self, secret: str, day: str) -> bytes:
+    def _signing_hmac(self, secret: str, day: str) -> Any:
+        """An HMAC-SHA256 keyed with the day's signing key, to ``copy()`` per request (the key is set up once)."""
         found = self._keys.get((secret, day))
         if found is None:
             key = hmac.new(("AWS4" + secret).encode(), day.encode(), hashlib.sha256).digest()
             for part in (self.region, self.service, "aws4_request"):
                 key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-            self._keys = {(secret, day): key}  # one live key: credentials rotate, days pass
-            found = key
+            found = hmac.new(key, digestmod=hashlib.sha256)
+            self._keys = {(secret, day): found}  # one live key: credentials rotate, days pass
         return found
+
+    def _shape(self, names: tuple[str, ...]) -> _Shape:
+        """The signed headers for a request carrying ``names`` (in that order), worked out once per set of names:
+        (the header each signed name takes its value from, None for host; the lower-cased names, sorted; their
+        ``;``-joined list). A name given twice in different cases is signed once, with its last value."""
+        source: dict[str, str | None] = {"host": None}
+        for name in names:
+            source[name.lower()] = name
+        lowered = sorted(source)
+        shape = ([source[n] for n in lowered], lowered, ";".join(lowered))
+        if len(self._shapes) >= 64:  # a few kinds of request per run; never grows without bound
+            self._shapes.clear()
+        self._shapes[names] = shape
+        return shape
 
     def sign(
         self, method: str, host: str, path: str, query: str, headers: dict[str, str], payload_sha256: str, amz_date: str
@@ -167,20 +187,25 @@ class SigV4:
         headers["x-amz-content-sha256"] = payload_sha256
         if creds.token:
             headers["x-amz-security-token"] = creds.token
-        canonical = {"host": host}
-        for name, value in headers.items():
+        shape = self._shapes.get(tuple(headers))
+        if shape is None:
+            shape = self._shape(tuple(headers))
+        originals, names, signed = shape
+        lines = []
+        for name, original in zip(names, originals, strict=True):
+            value = host if original is None else headers[original]
             # SigV4 trims and collapses whitespace (botocore: " ".join(value.split())); a value with no space and
             # nothing but printable characters has no whitespace of any kind (the usual case): kept as is.
-            canonical[name.lower()] = value if " " not in value and value.isprintable() else " ".join(value.split())
-        names = sorted(canonical)
-        signed = ";".join(names)
-        request = "\n".join(
-            (method, path, query, "".join(f"{n}:{canonical[n]}\n" for n in names), signed, payload_sha256)
-        )
+            if " " in value or not value.isprintable():
+                value = " ".join(value.split())
+            lines.append(f"{name}:{value}\n")
+        request = "\n".join((method, path, query, "".join(lines), signed, payload_sha256))
         day = amz_date[:8]
         scope = f"{day}/{self.region}/{self.service}/aws4_request"
         to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(request.encode()).hexdigest()}"
-        signature = hmac.digest(self._signing_key(creds.secret_key, day), to_sign.encode(), "sha256").hex()
+        mac = self._signing_hmac(creds.secret_key, day).copy()
+        mac.update(to_sign.encode())
+        signature = mac.hexdigest()
         headers["Authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
         )
@@ -423,7 +448,10 @@ def _xml_text(pattern: re.Pattern[bytes], body: bytes) -> str:
     if m is None:
         return ""
     text = m.group(1).decode("utf-8", "replace")
-    return html.unescape(text) if "&" in text else text
+    if "&" not in text:
+        return text
+    quoted_only = text.replace("&quot;", '"')  # an ETag's quotes, the usual and only entity in one
+    return quoted_only if "&" not in quoted_only else html.unescape(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -713,6 +741,7 @@ class LeanPath:
         self.base = parts.path.rstrip("/")
         self.signer = signer  # the one signer of an explicit endpoint (per-bucket routes carry their own)
         self.routes = routes
+        self._path_routes: dict[str, Route] = {}  # an explicit endpoint's route per bucket (a dict set is atomic)
         self.max_attempts = max(1, max_attempts)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -789,9 +818,15 @@ class LeanPath:
     def route(self, bucket: str) -> Route:
         """Where ``bucket``'s requests go; ``UseBotocore`` if botocore must send them."""
         if self.routes is None:
-            assert self.signer is not None
-            prefix = f"{self.base}/{bucket}"
-            return Route(self.host, self.port, self.netloc, prefix, prefix, self.signer)
+            found = self._path_routes.get(bucket)
+            if found is None:
+                assert self.signer is not None
+                prefix = f"{self.base}/{bucket}"
+                found = Route(self.host, self.port, self.netloc, prefix, prefix, self.signer)
+                if len(self._path_routes) >= 1024:  # a run names a few buckets; a long-lived caller many
+                    self._path_routes.clear()
+                self._path_routes[bucket] = found
+            return found
         route = self.routes.route(bucket)
         if route is None:
             raise UseBotocore(f"s3://{bucket} is not for the lean path", maybe_applied=False)

@@ -215,3 +215,30 @@ def test_apply_and_rollback_are_refused_with_exit_3_while_another_run_holds_the_
     assert contents(s3, bucket) == objects
     assert run_cli("apply", str(manifest)).returncode == 0  # the lock died with its holder
     assert contents(s3, bucket) == {dst_of(k): v for k, v in objects.items()}
+
+
+def test_the_process_ends_with_everything_written_and_nothing_to_warn_about(
+    s3: Any, bucket: str, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """``main`` ends the process without the interpreter's teardown (``cli._exit``): the log file still ends with
+    the run record, a large piped summary arrives whole, the exit code is the command's, and multiprocessing's
+    resource tracker finds no semaphore left behind (it would say so on stderr)."""
+    objects = seed(s3, bucket)
+    cfg = write_config(tmp_path / "config.xml", bucket=bucket, endpoint=moto_endpoint, processes=2, n_workers=4)
+    manifest, log = tmp_path / "plan.jsonl", tmp_path / "run.log"
+
+    plan = run_cli("plan", "-c", str(cfg), "-o", str(manifest), "--json", "--log-file", str(log))
+    apply = run_cli("apply", str(manifest), "--json", "--log-file", str(log), "-v")
+    refused = run_cli("apply", str(tmp_path / "missing.jsonl"), "--log-file", str(log))
+
+    assert plan.returncode == 0 and apply.returncode == 0, (plan.stderr, apply.stderr)
+    assert json.loads(apply.stdout)["this_run"] == {"done": len(objects)}  # the whole summary, parsed
+    assert contents(s3, bucket) == {dst_of(k): v for k, v in objects.items()}
+    assert refused.returncode == 2 and "missing.jsonl" in refused.stderr
+    for run in (plan, apply, refused):
+        assert "leaked" not in run.stderr and "resource_tracker" not in run.stderr, run.stderr
+    text = log.read_text(encoding="utf-8")
+    records = [json.loads(line.split("run record: ", 1)[1]) for line in text.splitlines() if "run record: " in line]
+    assert [(r["command"], r["exit_code"]) for r in records][:2] == [("plan", 0), ("apply", 0)], records
+    assert records[1]["moves"]["this_run"] == {"done": len(objects)}
+    assert text.endswith("\n") and text.rstrip("\n").splitlines()[-1].count("run record: ") == 1  # flushed whole

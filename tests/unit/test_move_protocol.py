@@ -427,3 +427,18 @@ def test_every_final_kind_has_a_status_in_both_directions() -> None:
     assert final_status(Direction.APPLY, Kind.DELETED, Kind.IDENTICAL_OURS) is Status.DONE
     assert final_status(Direction.ROLLBACK, Kind.DELETED, Kind.IDENTICAL_THEIRS) is Status.ROLLED_BACK
     assert Direction.APPLY == "apply" and Direction("rollback") is Direction.ROLLBACK
+
+
+def test_tasks_and_results_cross_processes_whole() -> None:
+    """Batches cross processes as pickles built by hand (``__reduce__``): every field, non-default, survives; a
+    field added to Task or Result and forgotten there fails here."""
+    import dataclasses
+    import pickle
+
+    task = Task(7, "sb", "incoming/ä b", "db", "2024/x", '"e1"', 12, "GLACIER", ('"e2"',), True, True, False)
+    assert {f.name for f in dataclasses.fields(Task)} == set(Task.__slots__)
+    for f in dataclasses.fields(Task):
+        assert f.default is dataclasses.MISSING or getattr(task, f.name) != f.default, f.name
+    assert pickle.loads(pickle.dumps(task)) == task
+    result = Result(7, Kind.DEST_DIFFERS, dst_etag='"e3"', code="PreconditionFailed", detail="why")
+    assert pickle.loads(pickle.dumps(result)) == result
