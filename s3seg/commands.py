@@ -369,6 +369,7 @@ def execute_manifest(
                 if mode == "auto":
                     _phase(on_phase, f"probing conditional-write support in bucket {probe_bucket}")
                 caps = capabilities(storage, probe_bucket, mode)
+                lease.delete_if_match = caps.delete_if_match  # its release: one request, not a read and a delete
                 result.mode = caps.describe()
                 run = _Run(result, journal, manifest, direction, opts, spec, caps, config, threads, processes)
                 _execute_under_lease(run, backend, own_backend, on_progress, on_phase, lease)

@@ -55,6 +55,10 @@ FORMAT = 2  # 2: ``ids`` may hold [first, last] runs; 1: plain integers only (st
 FORMATS = frozenset({1, 2})
 
 
+# One encoder for every record: ``json.dumps`` with any non-default argument builds a new one per call.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 class Status(enum.IntEnum):
     """Latest known state of one move. Stored as one byte per move id."""
 
@@ -435,7 +439,7 @@ class Journal:
         if self._failure:
             raise JournalWriteError(self.path, None, self._failure)
         self.state.apply(record)
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+        line = _COMPACT.encode(record).encode("utf-8", "backslashreplace")
         line += b"\n"
         crash_point("journal-append", torn=lambda: _durable_partial(self._file, line[: len(line) // 2]))
         try:

@@ -162,6 +162,9 @@ class Lease:
     wait: float = 0.0  # seconds to wait for a held lease before refusing
     retries: int = 5  # retries of a transient failure (throttling, 5xx, transport) while acquiring
     lost: str = ""
+    # The store enforces If-Match on DeleteObject (the run's probe found so): release deletes the version it
+    # last wrote without reading it first, one round trip instead of two (a refusal falls back to the read).
+    delete_if_match: bool = False
     _held: list[_Held] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -329,10 +332,11 @@ class Lease:
         while self._held:
             held = self._held.pop()
             try:
-                current = self.storage.read_small(held.bucket, LEASE_KEY)
-                other = Holder.parse(current.body) if current is not None else None
-                if current is not None and other is not None and other.token == self.holder.token:
-                    self.storage.delete(held.bucket, LEASE_KEY, if_match=current.etag)
+                if not self.delete_if_match or not self._delete_as_written(held):
+                    current = self.storage.read_small(held.bucket, LEASE_KEY)
+                    other = Holder.parse(current.body) if current is not None else None
+                    if current is not None and other is not None and other.token == self.holder.token:
+                        self.storage.delete(held.bucket, LEASE_KEY, if_match=current.etag)
             except StorageError as err:
                 log.warning(
                     "could not release the lease on s3://%s (%s): it expires %.0fs after its last renewal",
@@ -341,6 +345,17 @@ class Lease:
             finally:
                 if held.local_lock is not None:
                     held.local_lock.close()
+
+    def _delete_as_written(self, held: _Held) -> bool:
+        """Delete the lease if it is still the version we last wrote (a store enforcing If-Match deletes nothing
+        else). False when it is not: a renewal whose answer was lost, or someone else's now; the caller reads it."""
+        try:
+            self.storage.delete(held.bucket, LEASE_KEY, if_match=held.etag)
+        except StorageError as err:
+            if err.code in WRITE_CONFLICT_CODES or err.code in NOT_FOUND_CODES:
+                return False
+            raise
+        return True
 
 
 class _Lost(Exception):

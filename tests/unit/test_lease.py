@@ -204,3 +204,57 @@ def test_a_store_ignoring_conditional_writes_falls_back_to_a_local_lock_with_a_l
         assert "local lock" in str(exc.value)
     with make(store, ["b1"]):  # released: free again
         pass
+
+
+@dataclass
+class CountingStore(FakeStore):
+    reads: int = 0
+    deletes: int = 0
+
+    def read_small(self, bucket: str, key: str) -> Stamped | None:
+        self.reads += 1
+        return super().read_small(bucket, key)
+
+    def delete(self, bucket: str, key: str, *, if_match: str | None = None) -> None:
+        self.deletes += 1
+        super().delete(bucket, key, if_match=if_match)
+
+
+def test_where_deletes_are_conditional_release_is_one_request_and_never_deletes_another_runs_lease() -> None:
+    store = CountingStore()
+    lease = make(store, ["b1", "b2"])
+    lease.delete_if_match = True
+    lease.acquire()
+    reads = store.reads
+    lease.release()
+    assert store.objects == {} and store.reads == reads and store.deletes == 2  # no read before each delete
+
+    # A renewal applied whose answer was lost: the ETag we hold is stale; the refused delete falls back to reading
+    # the lease, which is still ours, and deletes that version.
+    lease = make(store, ["b1"])
+    lease.delete_if_match = True
+    lease.acquire()
+    lease._held[0].etag = '"stale"'
+    lease.release()
+    assert store.objects == {}
+
+    # Taken over meanwhile: the refused delete and the read that follows leave the other run's lease alone.
+    lease = make(store, ["b1"])
+    lease.delete_if_match = True
+    lease.acquire()
+    foreign(store, "b1", age=0)
+    lease.release()
+    assert store.holder_at("b1").host == "other-host"  # type: ignore[union-attr]
+
+
+def test_where_deletes_may_ignore_if_match_release_reads_first_and_leaves_another_runs_lease() -> None:
+    """Without the probe's word that DeleteObject If-Match is enforced, an unconditional-in-effect delete could
+    remove a lease another run took over: release reads it and deletes only its own."""
+    store = CountingStore(enforce=False)
+    lease = make(store, ["b1"])
+    lease.delete_if_match = False
+    lease._held.append(lease_mod._Held("b1", '"ours"'))  # as if acquired (acquire falls back to a local lock here)
+    foreign(store, "b1", age=0)
+    lease.release()
+    assert store.holder_at("b1").host == "other-host"  # type: ignore[union-attr]
+    assert store.deletes == 0 and store.reads == 1
