@@ -109,7 +109,7 @@ FLAGS: tuple[Flag, ...] = (
     _f(
         "--threads", on=EXEC, group=_EX, type=int,
         help="requests in flight per worker process: the upper bound with adaptive concurrency, the exact count "
-        "with --concurrency fixed (default: config 'n_workers', 256)",
+        "with --concurrency fixed (default: config 'n_workers', 512)",
     ),
     _f(
         "--concurrency", on=EXEC, group=_EX, choices=("adaptive", "fixed"),
@@ -123,7 +123,7 @@ FLAGS: tuple[Flag, ...] = (
     ),
     _f(
         "--batch-size", on=EXEC, group=_EX, type=int,
-        help="moves per batch sent to a worker (default 500, max 1000)",
+        help="moves per batch sent to a worker (default 1000, the most)",
     ),
     _f(
         "--conditional-writes", on=EXEC, group=_EX, choices=("auto", "server", "client"),

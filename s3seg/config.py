@@ -77,7 +77,7 @@ class Settings:
     error: S3Location  # <s3_error_dir>
     n_keys: int = 500  # keys per ListObjectsV2 page, 1..1000
     n_loops: int = 10  # max listing pages planned per run; 0 = unlimited
-    n_workers: int = 256  # requests in flight per worker process: the upper bound (adaptive) or the count (fixed)
+    n_workers: int = 512  # requests in flight per worker process: the upper bound (adaptive) or the count (fixed)
     # --- new in s3seg --------------------------------------------------------------------------------------
     processes: int = field(default_factory=default_processes)  # worker processes for apply/rollback
     recursive: bool = False  # plan keys below sub-folders of s3_dir too (relative path kept)
@@ -97,7 +97,7 @@ class Settings:
     include: tuple[str, ...] = ()  # globs on the key relative to s3_dir: plan only keys matching one of them
     exclude: tuple[str, ...] = ()  # globs on the key relative to s3_dir: never plan keys matching one of them
     min_age: int = 0  # seconds: skip objects modified less than this long before the plan (still being written)
-    batch_size: int = 500  # moves per batch handed to a worker process (<= 1000: one DeleteObjects)
+    batch_size: int = 1000  # moves per batch handed to a worker process (<= 1000: one DeleteObjects)
     list_workers: int = 8  # threads listing s3_dir in parallel StartAfter ranges (1 = one serial listing)
     state_dir: str = "."  # where `s3seg run` keeps its manifests and journals
     concurrency: str = "adaptive"  # adaptive (n_workers is an upper bound) | fixed (exactly n_workers threads)

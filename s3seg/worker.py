@@ -17,6 +17,7 @@ import logging
 import logging.handlers
 import multiprocessing
 import os
+import resource
 import select
 import signal
 import threading
@@ -52,7 +53,7 @@ class WorkerConfig:
 
 
 _lock = threading.Lock()
-_DELETE_THREADS = 4  # pool threads beyond cfg.threads, for the delete phase that overlaps a copy phase
+_DELETE_THREADS = 4  # pool threads beyond the requests in flight, for the delete phase that overlaps a copy phase
 START_THREADS = 16  # where an adaptive limit starts, and its floor on latency alone (the former fixed default)
 # Where it starts when a copy loop sends the copies: a place in flight is a socket there, not a thread, and at
 # 50 ms the limit took ~0.6 s (12 windows of x1.25) to grow from 16 to 256 (the whole first batch).
@@ -65,6 +66,7 @@ class _Resources:
     pool: ThreadPoolExecutor
     gate: Gate | None  # None: fixed concurrency, no gate (the thread count is the limit)
     loop: copyloop.CopyLoop | None = None  # lean path on: the batch's copy requests from one thread
+    threads: int = 1  # requests in flight at most: cfg.threads, or fewer if the open-file limit says so
 
 
 _cache: dict[WorkerConfig, _Resources] = {}
@@ -79,10 +81,45 @@ def warm(spec: ClientSpec) -> None:
             _warm[spec] = make_client(spec)
 
 
+# Open files one request in flight may need in a worker: its copy loop socket, and at worst a pool thread's lean
+# connection and a botocore pool connection (a task handed over); plus this many for everything else.
+_FILES_PER_REQUEST = 3
+_FILES_RESERVED = 128
+
+
+def in_flight_allowed(threads: int) -> int:
+    """``threads``, or fewer if this process may not open enough files for them (``RLIMIT_NOFILE``).
+
+    The soft limit is raised as far as the hard limit allows (many systems start processes at a soft 1,024
+    with a hard limit far above it, and 512 requests in flight need about 1,700 descriptors); below what
+    ``threads`` needs the number in flight is cut to what fits, with a warning that names the fix.
+    """
+    need = threads * _FILES_PER_REQUEST + _FILES_RESERVED
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < need:
+            raised = need if hard == resource.RLIM_INFINITY else min(hard, need)
+            if raised > soft:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+                soft = raised
+    except (OSError, ValueError):
+        return threads  # the limit cannot be read or changed here: leave it to the requests
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return threads
+    fits = max(1, (soft - _FILES_RESERVED) // _FILES_PER_REQUEST)
+    log.warning(
+        "the open-file limit (%d, hard %d) allows about %d requests in flight per process, not %d: raise it "
+        "(ulimit -n %d, or LimitNOFILE= for a systemd service) or lower --threads",
+        soft, hard, fits, threads, need,
+    )  # fmt: skip
+    return min(threads, fits)
+
+
 def _resources(cfg: WorkerConfig) -> _Resources:
     with _lock:
         found = _cache.get(cfg)
         if found is None:
+            threads = in_flight_allowed(cfg.threads)
             client = _warm.pop(cfg.spec, None) or make_client(cfg.spec)
             real = make_storage(cfg.spec, client)
             storage: Storage = real
@@ -90,11 +127,11 @@ def _resources(cfg: WorkerConfig) -> _Resources:
             limiter = None
             looped = copyloop.enabled_for(real.lean)
             if cfg.adaptive:
-                floor = min(START_THREADS, cfg.threads)
-                start = min(START_IN_FLIGHT_LOOP if looped else START_THREADS, cfg.threads)
+                floor = min(START_THREADS, threads)
+                start = min(START_IN_FLIGHT_LOOP if looped else START_THREADS, threads)
                 # Throttling is answered with a rate (the pacer), not by shrinking the number in flight: at a
                 # fixed latency the two are the same, but the rate is what the store limits and can be measured.
-                limit = AdaptiveLimit(initial=start, floor=floor, max_limit=cfg.threads, backoff=1.0)
+                limit = AdaptiveLimit(initial=start, floor=floor, max_limit=threads, backoff=1.0)
                 gate = Gate(limit, pacer=ThrottlePacer())
                 _observe_throttling(client, real, gate)
             if cfg.max_requests_per_second > 0:
@@ -103,10 +140,10 @@ def _resources(cfg: WorkerConfig) -> _Resources:
             loop = None
             if looped:
                 assert real.lean is not None
-                loop = copyloop.CopyLoop(real.lean, cfg.options, gate=gate, fixed=cfg.threads, limiter=limiter)
+                loop = copyloop.CopyLoop(real.lean, cfg.options, gate=gate, fixed=threads, limiter=limiter)
             # Room for a delete phase's few DeleteObjects beside a full copy phase (see ``step_batch``).
-            pool = ThreadPoolExecutor(cfg.threads + _DELETE_THREADS, thread_name_prefix="s3seg")
-            found = _cache[cfg] = _Resources(storage, pool, gate, loop)
+            pool = ThreadPoolExecutor(threads + _DELETE_THREADS, thread_name_prefix="s3seg")
+            found = _cache[cfg] = _Resources(storage, pool, gate, loop, threads)
         return found
 
 
@@ -393,7 +430,7 @@ def copy_batch(cfg: WorkerConfig, tasks: list[Task]) -> list[Result]:
         results = _copy_looped(cfg, res, res.loop, tasks)
     else:
         copy = _count_copied(_safe(lambda t: copy_phase(st, t, cfg.options)))
-        results = _fan_out(res.pool, cfg.threads, copy, tasks, gate)
+        results = _fan_out(res.pool, res.threads, copy, tasks, gate)
     if gate is not None:
         if any(r.code in THROTTLE_CODES for r in results):
             gate.throttled()  # retries did not outlast the throttling: slow down (the items are re-tried next run)
@@ -445,7 +482,7 @@ def delete_batch(cfg: WorkerConfig, items: list[tuple[Task, Result]]) -> list[Re
                 raise Aborted("the run stopped before this delete")  # another process may own the keys now
             return fn(item)
 
-        return _fan_out(pool, cfg.threads, guarded, items)
+        return _fan_out(pool, res.threads, guarded, items)
 
     try:
         results = delete_sources(st, items, cfg.options, run)

@@ -86,7 +86,7 @@ def test_example_loads_with_its_documented_values(tmp_path: Path, monkeypatch: p
     assert settings.source == S3Location(bucket="my-bucket", prefix="incoming/")
     assert settings.segregated == S3Location(bucket="my-bucket", prefix="segregated/%Y/%m/%d/%H/")
     assert settings.error == S3Location(bucket="my-bucket", prefix="error/")
-    assert (settings.n_keys, settings.n_loops, settings.n_workers) == (500, 10, 256)
+    assert (settings.n_keys, settings.n_loops, settings.n_workers) == (500, 10, 512)
     assert (settings.concurrency, settings.max_requests_per_second) == ("adaptive", 0.0)
     assert settings.processes == (os.cpu_count() or 1)  # the example leaves <processes/> empty: the default
     assert settings.recursive is False
@@ -94,7 +94,7 @@ def test_example_loads_with_its_documented_values(tmp_path: Path, monkeypatch: p
     assert (settings.conditional_writes, settings.copy_encryption) == ("auto", "bucket-default")
     assert (settings.multipart_threshold, settings.multipart_chunksize) == (5 * 1024**3, 512 * 1024**2)
     assert (settings.max_attempts, settings.retry_mode, settings.item_retries) == (8, "standard", 5)
-    assert (settings.batch_size, settings.state_dir) == (500, ".")
+    assert (settings.batch_size, settings.state_dir) == (1000, ".")
 
 
 def test_example_documents_every_parameter_of_the_schema() -> None:
@@ -575,7 +575,7 @@ def test_a_header_without_a_field_means_its_default_and_processes_means_one() ->
     """Manifests from before a field existed: Settings' default, except processes (recorded since it was
     added; before that apply ran one process)."""
     old = Settings.from_header({"n_workers": 16, "source": {"bucket": "b", "prefix": "in/"}})
-    assert (old.n_workers, old.processes, old.batch_size, old.connect_timeout) == (16, 1, 500, 5.0)
+    assert (old.n_workers, old.processes, old.batch_size, old.connect_timeout) == (16, 1, 1000, 5.0)
     assert old.source == S3Location(bucket="b", prefix="in/")
     assert Settings.from_header(None).error == S3Location(bucket="", prefix="")
     assert Settings.from_header({"unknown_future_field": 1}).n_keys == 500
