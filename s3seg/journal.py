@@ -49,14 +49,10 @@ from typing import IO, Any
 
 from s3seg.crashpoints import crash_point
 from s3seg.errors import JournalError, JournalWriteError, LockedError, os_reason
-from s3seg.manifest import fsync_dir
+from s3seg.manifest import compact_json, fsync_dir
 
 FORMAT = 2  # 2: ``ids`` may hold [first, last] runs; 1: plain integers only (still read)
 FORMATS = frozenset({1, 2})
-
-
-# One encoder for every record: ``json.dumps`` with any non-default argument builds a new one per call.
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class Status(enum.IntEnum):
@@ -439,7 +435,7 @@ class Journal:
         if self._failure:
             raise JournalWriteError(self.path, None, self._failure)
         self.state.apply(record)
-        line = _COMPACT.encode(record).encode("utf-8", "backslashreplace")
+        line = compact_json(record).encode("utf-8", "backslashreplace")
         line += b"\n"
         crash_point("journal-append", torn=lambda: _durable_partial(self._file, line[: len(line) // 2]))
         try:

@@ -187,9 +187,8 @@ class SigV4:
         headers["x-amz-content-sha256"] = payload_sha256
         if creds.token:
             headers["x-amz-security-token"] = creds.token
-        shape = self._shapes.get(tuple(headers))
-        if shape is None:
-            shape = self._shape(tuple(headers))
+        names_sent = tuple(headers)
+        shape = self._shapes.get(names_sent) or self._shape(names_sent)
         originals, names, signed = shape
         lines = []
         for name, original in zip(names, originals, strict=True):

@@ -102,7 +102,7 @@ class Move:
         }
         if self.detail:
             data["detail"] = self.detail
-        return _dumps(data)
+        return compact_json(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Move:
@@ -120,7 +120,8 @@ class Move:
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def _dumps(data: dict[str, Any]) -> str:
+def compact_json(data: dict[str, Any]) -> str:
+    """One JSON line as s3seg writes them (manifest lines, journal records): compact, unicode kept."""
     return _COMPACT.encode(data)
 
 
@@ -180,7 +181,7 @@ class ManifestWriter:
             ) from None
 
     def _write_line(self, data: dict[str, Any]) -> str:
-        line = _encode(_dumps(data))
+        line = _encode(compact_json(data))
         with self._guard():
             self._file.write(line)
         return hashlib.sha256(line).hexdigest()

@@ -117,15 +117,15 @@ def test_a_journal_of_another_manifest_is_still_refused(
 
 def _forged(p: Path, entries: list[dict[str, Any]]) -> None:
     """A manifest whose trailer was recomputed over hand-edited entries: only a full parse can refuse it."""
-    head = manifest_mod._encode(manifest_mod._dumps({"type": "header", "format": 1, **HEADER}))
-    lines = [manifest_mod._encode(manifest_mod._dumps(e)) for e in entries]
+    head = manifest_mod._encode(manifest_mod.compact_json({"type": "header", "format": 1, **HEADER}))
+    lines = [manifest_mod._encode(manifest_mod.compact_json(e)) for e in entries]
     trailer = {
         "type": "trailer",
         "entries": len(lines),
         "sha256": hashlib.sha256(b"".join(lines)).hexdigest(),
         "header_sha256": hashlib.sha256(head).hexdigest(),
     }
-    p.write_bytes(head + b"".join(lines) + manifest_mod._encode(manifest_mod._dumps(trailer)))
+    p.write_bytes(head + b"".join(lines) + manifest_mod._encode(manifest_mod.compact_json(trailer)))
 
 
 def _bad_entries() -> list[dict[str, Any]]:
